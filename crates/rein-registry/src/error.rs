@@ -1,0 +1,66 @@
+//! The registry's error type.
+
+use rein_core::{DomainError, ErrorCode};
+use rein_store::StoreError;
+
+/// Why a registry operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A domain rule refused it (bad input, forbidden, invalid transition).
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// The caller could not be authenticated. Deliberately says nothing about why.
+    #[error("missing, invalid, expired or revoked API token")]
+    Unauthenticated,
+    /// The named record does not exist.
+    #[error("{kind} `{key}` not found")]
+    NotFound {
+        /// Record kind.
+        kind: &'static str,
+        /// Its key.
+        key: String,
+    },
+    /// A record with that key exists already.
+    #[error("{kind} `{key}` already exists")]
+    AlreadyExists {
+        /// Record kind.
+        kind: &'static str,
+        /// Its key.
+        key: String,
+    },
+    /// Concurrent writers kept winning the race for this record; nothing was changed.
+    #[error("{kind} `{key}` is being changed concurrently; retry")]
+    Contended {
+        /// Record kind.
+        kind: &'static str,
+        /// Its key.
+        key: String,
+    },
+    /// The store failed; nothing is known to have changed.
+    #[error("store unavailable")]
+    Store(#[source] StoreError),
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::AlreadyExists { kind, key } => Self::AlreadyExists { kind, key },
+            StoreError::NotFound { kind, key } => Self::NotFound { kind, key },
+            StoreError::Conflict { kind, key } => Self::Contended { kind, key },
+            other => Self::Store(other),
+        }
+    }
+}
+
+impl ErrorCode for Error {
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Domain(d) => d.code(),
+            Self::Unauthenticated => "unauthenticated",
+            Self::NotFound { .. } => "not-found",
+            Self::AlreadyExists { .. } => "already-exists",
+            Self::Contended { .. } => "conflict",
+            Self::Store(_) => "store-unavailable",
+        }
+    }
+}

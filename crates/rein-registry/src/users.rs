@@ -1,0 +1,157 @@
+//! Users: created and changed by admins; the first admin is bootstrapped by `rein init`.
+
+use rein_core::authz::Actor;
+use rein_core::id::UserName;
+use rein_core::user::{Role, User};
+use rein_core::DomainError;
+use serde::{Deserialize, Serialize};
+
+use crate::tokens::{mint, IssuedToken};
+use crate::{modify, Error, Registry};
+
+/// A user to create.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    /// Login name.
+    pub name: UserName,
+    /// Human-readable name.
+    #[serde(default)]
+    pub display_name: String,
+    /// Contact address.
+    #[serde(default)]
+    pub email: String,
+    /// Global role; `member` when absent.
+    #[serde(default)]
+    pub role: Role,
+}
+
+/// Changes to a user; absent fields stay as they are.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    /// New display name.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// New contact address.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// New role.
+    #[serde(default)]
+    pub role: Option<Role>,
+    /// Disable or re-enable; a disabled user's tokens are refused.
+    #[serde(default)]
+    pub disabled: Option<bool>,
+}
+
+fn check_short(field: &'static str, value: &str) -> Result<(), Error> {
+    if value.len() > 256 {
+        return Err(DomainError::invalid(field, "must be at most 256 bytes").into());
+    }
+    Ok(())
+}
+
+impl Registry {
+    /// Creates the first admin and their token. Refused once any user exists, so it cannot be
+    /// used to mint an admin on a running installation.
+    pub async fn bootstrap_admin(&self, name: &UserName) -> Result<IssuedToken, Error> {
+        if !self.store.users().await?.is_empty() {
+            return Err(DomainError::forbidden("Rein is already initialised: users exist").into());
+        }
+        let now = self.now();
+        let user = User {
+            name: name.clone(),
+            display_name: "Initial administrator".into(),
+            email: String::new(),
+            role: Role::Admin,
+            disabled: false,
+            created_at: now,
+        };
+        self.store.insert_user(&user).await?;
+        let issued = mint(name, "created by rein init".into(), now, None);
+        self.store.insert_api_token(&issued.metadata).await?;
+        Ok(issued)
+    }
+
+    /// Creates a user (admins only).
+    pub async fn create_user(&self, actor: &Actor, new: NewUser) -> Result<User, Error> {
+        actor.require_admin("create users")?;
+        check_short("display_name", &new.display_name)?;
+        check_short("email", &new.email)?;
+        let user = User {
+            name: new.name,
+            display_name: new.display_name,
+            email: new.email,
+            role: new.role,
+            disabled: false,
+            created_at: self.now(),
+        };
+        self.store.insert_user(&user).await?;
+        Ok(user)
+    }
+
+    /// Reads a user.
+    pub async fn user(&self, _actor: &Actor, name: &UserName) -> Result<User, Error> {
+        Ok(self
+            .store
+            .user(name)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                kind: "user",
+                key: name.to_string(),
+            })?
+            .value)
+    }
+
+    /// Lists users.
+    pub async fn users(&self, _actor: &Actor) -> Result<Vec<User>, Error> {
+        Ok(self.store.users().await?)
+    }
+
+    /// Changes a user (admins only). An admin cannot demote or disable themself, so an
+    /// installation cannot lose its last way in by accident.
+    pub async fn update_user(
+        &self,
+        actor: &Actor,
+        name: &UserName,
+        patch: UserPatch,
+    ) -> Result<User, Error> {
+        actor.require_admin("change users")?;
+        if *name == actor.user
+            && (patch.role.is_some_and(|r| r != Role::Admin) || patch.disabled == Some(true))
+        {
+            return Err(
+                DomainError::forbidden("an admin cannot demote or disable themself").into(),
+            );
+        }
+        if let Some(d) = &patch.display_name {
+            check_short("display_name", d)?;
+        }
+        if let Some(e) = &patch.email {
+            check_short("email", e)?;
+        }
+        let store = &self.store;
+        modify(
+            "user",
+            name.as_str(),
+            || store.user(name),
+            |u, v| async move { store.update_user(&u, v).await },
+            |u| {
+                if let Some(d) = &patch.display_name {
+                    u.display_name.clone_from(d);
+                }
+                if let Some(e) = &patch.email {
+                    u.email.clone_from(e);
+                }
+                if let Some(r) = patch.role {
+                    u.role = r;
+                }
+                if let Some(d) = patch.disabled {
+                    u.disabled = d;
+                }
+                Ok(())
+            },
+        )
+        .await
+    }
+}
