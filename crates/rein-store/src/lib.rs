@@ -1,0 +1,199 @@
+//! Rein's storage interface and its two adapters: embedded SQLite (the default) and PostgreSQL.
+//!
+//! The store keeps domain records ([`rein_core`] types) and knows nothing of the rules: the
+//! registry loads facts, applies the pure domain functions, and writes the result back with an
+//! optimistic compare-and-swap on the record's [`Version`]. Two writers racing on one record
+//! (two approvals, approve vs revoke) therefore resolve to one consistent outcome: the loser gets
+//! [`StoreError::Conflict`], re-reads and re-applies the rule to the new state.
+//!
+//! Both adapters, [`SqliteStore`] and [`PgStore`], run the same SQL: each record is one row
+//! holding its serde JSON document (the source of truth), its `version`, and a few index columns
+//! copied from the document in the same statement (owner team, environment, status, agent,
+//! system, timestamps as unix milliseconds). Schema migrations are embedded and applied at open.
+//! [`open`] picks the adapter from a URL or path.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rein_core::agent::{Agent, AgentStatus};
+use rein_core::grant::{Grant, GrantStatus};
+use rein_core::id::{AgentId, Environment, GrantId, SystemName, TeamName, UserName};
+use rein_core::system::System;
+use rein_core::team::Team;
+use rein_core::user::{ApiToken, User};
+
+mod postgres;
+mod record;
+mod sql;
+mod sqlite;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// Opens the store `url_or_path` names: PostgreSQL for a `postgres://` or `postgresql://` URL,
+/// otherwise the SQLite database file at that path (an optional `sqlite://` prefix is stripped),
+/// created if missing. Other URL schemes are refused.
+pub async fn open(url_or_path: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url_or_path.starts_with("postgres://") || url_or_path.starts_with("postgresql://") {
+        return Ok(Arc::new(PgStore::connect(url_or_path).await?));
+    }
+    let path = url_or_path.strip_prefix("sqlite://").unwrap_or(url_or_path);
+    if let Some((scheme, _)) = path.split_once("://") {
+        return Err(StoreError::Database(format!(
+            "unsupported database URL scheme `{scheme}`: use `postgres://…` or a SQLite file path"
+        )));
+    }
+    Ok(Arc::new(SqliteStore::open(Path::new(path)).await?))
+}
+
+/// A record's version for optimistic concurrency; starts at 1 and grows by one on every update.
+pub type Version = i64;
+
+/// A record together with the version it was read at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    /// The record.
+    pub value: T,
+    /// Its version when read.
+    pub version: Version,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A record with that key exists already.
+    #[error("{kind} `{key}` already exists")]
+    AlreadyExists {
+        /// Record kind (`user`, `team`, `agent`, …).
+        kind: &'static str,
+        /// Its key.
+        key: String,
+    },
+    /// The record to update does not exist.
+    #[error("{kind} `{key}` not found")]
+    NotFound {
+        /// Record kind.
+        kind: &'static str,
+        /// Its key.
+        key: String,
+    },
+    /// The record changed since it was read (compare-and-swap failed).
+    #[error("{kind} `{key}` was changed concurrently")]
+    Conflict {
+        /// Record kind.
+        kind: &'static str,
+        /// Its key.
+        key: String,
+    },
+    /// A stored record could not be decoded: the database was altered outside Rein or is
+    /// corrupt. Never silently skipped.
+    #[error("stored {kind} `{key}` is corrupt: {reason}")]
+    Corrupt {
+        /// Record kind.
+        kind: &'static str,
+        /// Its key.
+        key: String,
+        /// Decoder message.
+        reason: String,
+    },
+    /// The database failed or is unreachable.
+    #[error("database error: {0}")]
+    Database(String),
+    /// Schema migration failed at start.
+    #[error("migration failed: {0}")]
+    Migration(String),
+}
+
+/// Which agents to list. `None` fields do not filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentFilter {
+    /// Owner team.
+    pub team: Option<TeamName>,
+    /// Environment.
+    pub environment: Option<Environment>,
+    /// Stored status.
+    pub status: Option<AgentStatus>,
+}
+
+/// Which grants to list. `None` fields do not filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrantFilter {
+    /// The agent.
+    pub agent: Option<AgentId>,
+    /// The target system.
+    pub system: Option<SystemName>,
+    /// Stored status (`expired` is derived at read time by the caller; filter on `active` and
+    /// compare `expires_at`).
+    pub status: Option<GrantStatus>,
+}
+
+/// The storage interface. Every method is one atomic operation; `insert_*` fails with
+/// [`StoreError::AlreadyExists`], `update_*` with [`StoreError::NotFound`] or
+/// [`StoreError::Conflict`] and returns the new version. Lists are ordered by key.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Checks the database answers (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Inserts a user.
+    async fn insert_user(&self, user: &User) -> Result<(), StoreError>;
+    /// Reads a user.
+    async fn user(&self, name: &UserName) -> Result<Option<Versioned<User>>, StoreError>;
+    /// Lists users.
+    async fn users(&self) -> Result<Vec<User>, StoreError>;
+    /// Updates a user if it is still at `expected`.
+    async fn update_user(&self, user: &User, expected: Version) -> Result<Version, StoreError>;
+
+    /// Inserts a personal API token (its hash, never the token).
+    async fn insert_api_token(&self, token: &ApiToken) -> Result<(), StoreError>;
+    /// Reads a token by its public ID.
+    async fn api_token(&self, id: &str) -> Result<Option<ApiToken>, StoreError>;
+    /// Lists a user's tokens.
+    async fn api_tokens_of(&self, user: &UserName) -> Result<Vec<ApiToken>, StoreError>;
+    /// Marks a token revoked; returns false if it does not exist or was revoked already.
+    async fn revoke_api_token(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Inserts a team (with its members).
+    async fn insert_team(&self, team: &Team) -> Result<(), StoreError>;
+    /// Reads a team.
+    async fn team(&self, name: &TeamName) -> Result<Option<Versioned<Team>>, StoreError>;
+    /// Lists teams.
+    async fn teams(&self) -> Result<Vec<Team>, StoreError>;
+    /// Updates a team (and its membership index) if it is still at `expected`.
+    async fn update_team(&self, team: &Team, expected: Version) -> Result<Version, StoreError>;
+    /// The teams a user is a member of.
+    async fn teams_of(&self, user: &UserName) -> Result<Vec<TeamName>, StoreError>;
+
+    /// Inserts a system.
+    async fn insert_system(&self, system: &System) -> Result<(), StoreError>;
+    /// Reads a system.
+    async fn system(&self, name: &SystemName) -> Result<Option<Versioned<System>>, StoreError>;
+    /// Lists systems.
+    async fn systems(&self) -> Result<Vec<System>, StoreError>;
+    /// Updates a system if it is still at `expected`.
+    async fn update_system(
+        &self,
+        system: &System,
+        expected: Version,
+    ) -> Result<Version, StoreError>;
+
+    /// Inserts an agent.
+    async fn insert_agent(&self, agent: &Agent) -> Result<(), StoreError>;
+    /// Reads an agent.
+    async fn agent(&self, id: &AgentId) -> Result<Option<Versioned<Agent>>, StoreError>;
+    /// Lists agents.
+    async fn agents(&self, filter: &AgentFilter) -> Result<Vec<Agent>, StoreError>;
+    /// Updates an agent if it is still at `expected`.
+    async fn update_agent(&self, agent: &Agent, expected: Version) -> Result<Version, StoreError>;
+
+    /// Inserts a grant.
+    async fn insert_grant(&self, grant: &Grant) -> Result<(), StoreError>;
+    /// Reads a grant.
+    async fn grant(&self, id: &GrantId) -> Result<Option<Versioned<Grant>>, StoreError>;
+    /// Lists grants.
+    async fn grants(&self, filter: &GrantFilter) -> Result<Vec<Grant>, StoreError>;
+    /// Updates a grant if it is still at `expected`.
+    async fn update_grant(&self, grant: &Grant, expected: Version) -> Result<Version, StoreError>;
+}

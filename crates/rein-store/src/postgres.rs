@@ -1,0 +1,96 @@
+//! The PostgreSQL adapter, for several replicas sharing one database.
+
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, Postgres};
+
+use crate::sql::{db_error, delegate_store, SqlStore};
+use crate::StoreError;
+
+/// Schema migrations, embedded in the binary.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// A [`Store`](crate::Store) in a PostgreSQL database.
+///
+/// Compare-and-swap updates rely on row locks: of two concurrent updates at the same version, the
+/// second re-checks the version after the first commits and fails with
+/// [`StoreError::Conflict`].
+pub struct PgStore {
+    sql: SqlStore<Postgres>,
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (`postgres://…` or `postgresql://…`) and applies pending
+    /// schema migrations to the schemas on its search path (by default `public`).
+    ///
+    /// Error messages name the host, port and database but never the URL, which may hold a
+    /// password.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::open(parse(url)?, None).await
+    }
+
+    /// Like [`PgStore::connect`], but keeps every table in the schema `schema`, created if
+    /// missing: the store sets `search_path` to it on each connection. For tests (a fresh schema
+    /// per test) and for several Rein deployments sharing one database. `schema` is 1 to 63
+    /// lowercase ASCII letters, digits and `_`, not starting with a digit.
+    pub async fn connect_with_schema(url: &str, schema: &str) -> Result<Self, StoreError> {
+        let valid = schema.len() <= 63
+            && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && schema
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !valid {
+            return Err(StoreError::Database(format!(
+                "invalid schema name `{schema}`: use 1 to 63 lowercase letters, digits and `_`, not starting with a digit"
+            )));
+        }
+        Self::open(parse(url)?, Some(schema)).await
+    }
+
+    async fn open(options: PgConnectOptions, schema: Option<&str>) -> Result<Self, StoreError> {
+        let location = format!(
+            "{}:{}/{}",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or(options.get_username())
+        );
+        let cannot_connect = |e: sqlx::Error| {
+            StoreError::Database(format!("cannot connect to PostgreSQL at `{location}`: {e}"))
+        };
+        let options = match schema {
+            Some(schema) => {
+                // The name was checked to be a plain identifier, so quoting it is enough.
+                let mut conn = PgConnection::connect_with(&options)
+                    .await
+                    .map_err(cannot_connect)?;
+                sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(db_error)?;
+                conn.close().await.map_err(db_error)?;
+                options.options([("search_path", schema)])
+            }
+            None => options,
+        };
+        let pool = PgPoolOptions::new()
+            .connect_with(options)
+            .await
+            .map_err(cannot_connect)?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migration(e.to_string()))?;
+        Ok(Self {
+            sql: SqlStore::new(pool.clone(), pool),
+        })
+    }
+}
+
+/// Parses a connection URL; the error names what is wrong, never the URL itself.
+fn parse(url: &str) -> Result<PgConnectOptions, StoreError> {
+    PgConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Database(format!("invalid PostgreSQL URL: {e}")))
+}
+
+delegate_store!(PgStore);

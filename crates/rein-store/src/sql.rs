@@ -1,0 +1,615 @@
+//! The SQL behind both adapters, written once and generic over the sqlx driver.
+//!
+//! Statements use `$n` placeholders, which SQLite and PostgreSQL both accept, and only syntax the
+//! two share (`ON CONFLICT … DO NOTHING`, `RETURNING`). The adapters differ only in how they
+//! connect and in their migrations.
+
+use chrono::{DateTime, Utc};
+use rein_core::agent::Agent;
+use rein_core::grant::Grant;
+use rein_core::id::{AgentId, GrantId, SystemName, TeamName, UserName};
+use rein_core::system::System;
+use rein_core::team::Team;
+use rein_core::user::{ApiToken, User};
+use sqlx::query::Query;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
+
+use crate::record::{Record, Value};
+use crate::{AgentFilter, GrantFilter, StoreError, Version, Versioned};
+
+/// A query with its driver's argument buffer.
+type SqlQuery<'q, DB> = Query<'q, DB, <DB as Database>::Arguments<'q>>;
+
+/// A store over one database: reads go to `read`, writes to `write`. For PostgreSQL both are the
+/// same pool; for SQLite `write` has a single connection, which serialises writers so they never
+/// meet `SQLITE_BUSY`.
+pub(crate) struct SqlStore<DB: Database> {
+    read: Pool<DB>,
+    write: Pool<DB>,
+}
+
+/// Maps a driver error; its message never carries connection options.
+pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+fn bind<DB>(q: SqlQuery<'_, DB>, value: Value) -> SqlQuery<'_, DB>
+where
+    DB: Database,
+    String: Type<DB> + for<'q> Encode<'q, DB>,
+    i64: Type<DB> + for<'q> Encode<'q, DB>,
+    Option<i64>: Type<DB> + for<'q> Encode<'q, DB>,
+{
+    match value {
+        Value::Text(s) => q.bind(s),
+        Value::Int(i) => q.bind(i),
+        Value::NullableInt(i) => q.bind(i),
+    }
+}
+
+/// `INSERT … ON CONFLICT DO NOTHING RETURNING version`: no row back means the key exists.
+fn insert_sql<R: Record>() -> String {
+    let t = R::TABLE;
+    let mut columns = format!("{}, version, doc", t.key);
+    let mut values = String::from("$1, 1, $2");
+    for (i, column) in t.columns.iter().enumerate() {
+        columns.push_str(&format!(", {column}"));
+        values.push_str(&format!(", ${}", i + 3));
+    }
+    format!(
+        "INSERT INTO {} ({columns}) VALUES ({values}) ON CONFLICT ({}) DO NOTHING RETURNING version",
+        t.name, t.key
+    )
+}
+
+/// The compare-and-swap: `UPDATE … WHERE key = $1 AND version = $n RETURNING version`.
+fn update_sql<R: Record>() -> String {
+    let t = R::TABLE;
+    let mut set = String::from("doc = $2, version = version + 1");
+    for (i, column) in t.columns.iter().enumerate() {
+        set.push_str(&format!(", {column} = ${}", i + 3));
+    }
+    format!(
+        "UPDATE {} SET {set} WHERE {} = $1 AND version = ${} RETURNING version",
+        t.name,
+        t.key,
+        t.columns.len() + 3
+    )
+}
+
+fn select_sql<R: Record>() -> String {
+    let t = R::TABLE;
+    format!("SELECT version, doc FROM {} WHERE {} = $1", t.name, t.key)
+}
+
+fn exists_sql<R: Record>() -> String {
+    let t = R::TABLE;
+    format!("SELECT 1 FROM {} WHERE {} = $1", t.name, t.key)
+}
+
+/// `SELECT key, doc … WHERE col = $1 AND … ORDER BY key`; the filter columns are constants.
+fn list_sql<R: Record>(filters: &[(&'static str, Value)]) -> String {
+    let t = R::TABLE;
+    let mut sql = format!("SELECT {}, doc FROM {}", t.key, t.name);
+    for (i, (column, _)) in filters.iter().enumerate() {
+        sql.push_str(if i == 0 { " WHERE " } else { " AND " });
+        sql.push_str(&format!("{column} = ${}", i + 1));
+    }
+    sql.push_str(&format!(" ORDER BY {}", t.key));
+    sql
+}
+
+impl<DB> SqlStore<DB>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    String: Type<DB> + for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB>,
+    i64: Type<DB> + for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB>,
+    Option<i64>: Type<DB> + for<'q> Encode<'q, DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    /// A store reading from `read` and writing through `write`.
+    pub(crate) fn new(read: Pool<DB>, write: Pool<DB>) -> Self {
+        Self { read, write }
+    }
+
+    async fn insert_in<R: Record>(conn: &mut DB::Connection, record: &R) -> Result<(), StoreError> {
+        let sql = insert_sql::<R>();
+        let mut q = sqlx::query(&sql)
+            .bind(record.key().to_owned())
+            .bind(record.encode()?);
+        for value in record.columns() {
+            q = bind(q, value);
+        }
+        match q.fetch_optional(&mut *conn).await.map_err(db_error)? {
+            Some(_) => Ok(()),
+            None => Err(StoreError::AlreadyExists {
+                kind: R::TABLE.kind,
+                key: record.key().to_owned(),
+            }),
+        }
+    }
+
+    async fn update_in<R: Record>(
+        conn: &mut DB::Connection,
+        record: &R,
+        expected: Version,
+    ) -> Result<Version, StoreError> {
+        let sql = update_sql::<R>();
+        let mut q = sqlx::query(&sql)
+            .bind(record.key().to_owned())
+            .bind(record.encode()?);
+        for value in record.columns() {
+            q = bind(q, value);
+        }
+        if let Some(row) = q
+            .bind(expected)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_error)?
+        {
+            return row.try_get::<i64, _>(0).map_err(db_error);
+        }
+        // Records are never deleted, so a row present now was present at the update.
+        let exists = sqlx::query(&exists_sql::<R>())
+            .bind(record.key().to_owned())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_error)?
+            .is_some();
+        let key = record.key().to_owned();
+        Err(if exists {
+            StoreError::Conflict {
+                kind: R::TABLE.kind,
+                key,
+            }
+        } else {
+            StoreError::NotFound {
+                kind: R::TABLE.kind,
+                key,
+            }
+        })
+    }
+
+    async fn insert<R: Record>(&self, record: &R) -> Result<(), StoreError> {
+        let mut conn = self.write.acquire().await.map_err(db_error)?;
+        Self::insert_in(&mut conn, record).await
+    }
+
+    async fn update<R: Record>(
+        &self,
+        record: &R,
+        expected: Version,
+    ) -> Result<Version, StoreError> {
+        let mut conn = self.write.acquire().await.map_err(db_error)?;
+        Self::update_in(&mut conn, record, expected).await
+    }
+
+    async fn get<R: Record>(&self, key: &str) -> Result<Option<Versioned<R>>, StoreError> {
+        let row = sqlx::query(&select_sql::<R>())
+            .bind(key.to_owned())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_error)?;
+        let Some(row) = row else { return Ok(None) };
+        let version: i64 = row.try_get(0).map_err(db_error)?;
+        let doc: String = row.try_get(1).map_err(db_error)?;
+        Ok(Some(Versioned {
+            value: R::decode(key, &doc)?,
+            version,
+        }))
+    }
+
+    async fn list<R: Record>(
+        &self,
+        filters: Vec<(&'static str, Value)>,
+    ) -> Result<Vec<R>, StoreError> {
+        let sql = list_sql::<R>(&filters);
+        let mut q = sqlx::query(&sql);
+        for (_, value) in filters {
+            q = bind(q, value);
+        }
+        let rows = q.fetch_all(&self.read).await.map_err(db_error)?;
+        rows.iter()
+            .map(|row| {
+                let key: String = row.try_get(0).map_err(db_error)?;
+                let doc: String = row.try_get(1).map_err(db_error)?;
+                R::decode(&key, &doc)
+            })
+            .collect()
+    }
+
+    /// Rewrites a team's rows in the membership index, inside the caller's transaction.
+    async fn replace_members(conn: &mut DB::Connection, team: &Team) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM team_members WHERE team = $1")
+            .bind(team.name.as_str().to_owned())
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        for member in &team.members {
+            sqlx::query("INSERT INTO team_members (team, user_name) VALUES ($1, $2)")
+                .bind(team.name.as_str().to_owned())
+                .bind(member.as_str().to_owned())
+                .execute(&mut *conn)
+                .await
+                .map_err(db_error)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+        for pool in [&self.write, &self.read] {
+            sqlx::query("SELECT 1")
+                .execute(pool)
+                .await
+                .map_err(db_error)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn insert_user(&self, user: &User) -> Result<(), StoreError> {
+        self.insert(user).await
+    }
+
+    pub(crate) async fn user(
+        &self,
+        name: &UserName,
+    ) -> Result<Option<Versioned<User>>, StoreError> {
+        self.get(name.as_str()).await
+    }
+
+    pub(crate) async fn users(&self) -> Result<Vec<User>, StoreError> {
+        self.list(Vec::new()).await
+    }
+
+    pub(crate) async fn update_user(
+        &self,
+        user: &User,
+        expected: Version,
+    ) -> Result<Version, StoreError> {
+        self.update(user, expected).await
+    }
+
+    pub(crate) async fn insert_api_token(&self, token: &ApiToken) -> Result<(), StoreError> {
+        self.insert(token).await
+    }
+
+    pub(crate) async fn api_token(&self, id: &str) -> Result<Option<ApiToken>, StoreError> {
+        Ok(self.get(id).await?.map(|v| v.value))
+    }
+
+    pub(crate) async fn api_tokens_of(&self, user: &UserName) -> Result<Vec<ApiToken>, StoreError> {
+        self.list(vec![("user_name", Value::Text(user.as_str().to_owned()))])
+            .await
+    }
+
+    /// Read, set `revoked_at`, compare-and-swap; a concurrent change to the token retries.
+    pub(crate) async fn revoke_api_token(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        loop {
+            let Some(Versioned {
+                value: mut token,
+                version,
+            }) = self.get::<ApiToken>(id).await?
+            else {
+                return Ok(false);
+            };
+            if token.revoked_at.is_some() {
+                return Ok(false);
+            }
+            token.revoked_at = Some(at);
+            match self.update(&token, version).await {
+                Ok(_) => return Ok(true),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    pub(crate) async fn insert_team(&self, team: &Team) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await.map_err(db_error)?;
+        Self::insert_in(&mut tx, team).await?;
+        Self::replace_members(&mut tx, team).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    pub(crate) async fn team(
+        &self,
+        name: &TeamName,
+    ) -> Result<Option<Versioned<Team>>, StoreError> {
+        self.get(name.as_str()).await
+    }
+
+    pub(crate) async fn teams(&self) -> Result<Vec<Team>, StoreError> {
+        self.list(Vec::new()).await
+    }
+
+    pub(crate) async fn update_team(
+        &self,
+        team: &Team,
+        expected: Version,
+    ) -> Result<Version, StoreError> {
+        let mut tx = self.write.begin().await.map_err(db_error)?;
+        let version = Self::update_in(&mut tx, team, expected).await?;
+        Self::replace_members(&mut tx, team).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(version)
+    }
+
+    pub(crate) async fn teams_of(&self, user: &UserName) -> Result<Vec<TeamName>, StoreError> {
+        let rows = sqlx::query("SELECT team FROM team_members WHERE user_name = $1 ORDER BY team")
+            .bind(user.as_str().to_owned())
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_error)?;
+        rows.iter()
+            .map(|row| {
+                let team: String = row.try_get(0).map_err(db_error)?;
+                team.parse()
+                    .map_err(|e: rein_core::DomainError| StoreError::Corrupt {
+                        kind: "team membership",
+                        key: team.clone(),
+                        reason: e.to_string(),
+                    })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn insert_system(&self, system: &System) -> Result<(), StoreError> {
+        self.insert(system).await
+    }
+
+    pub(crate) async fn system(
+        &self,
+        name: &SystemName,
+    ) -> Result<Option<Versioned<System>>, StoreError> {
+        self.get(name.as_str()).await
+    }
+
+    pub(crate) async fn systems(&self) -> Result<Vec<System>, StoreError> {
+        self.list(Vec::new()).await
+    }
+
+    pub(crate) async fn update_system(
+        &self,
+        system: &System,
+        expected: Version,
+    ) -> Result<Version, StoreError> {
+        self.update(system, expected).await
+    }
+
+    pub(crate) async fn insert_agent(&self, agent: &Agent) -> Result<(), StoreError> {
+        self.insert(agent).await
+    }
+
+    pub(crate) async fn agent(&self, id: &AgentId) -> Result<Option<Versioned<Agent>>, StoreError> {
+        self.get(id.as_str()).await
+    }
+
+    pub(crate) async fn agents(&self, filter: &AgentFilter) -> Result<Vec<Agent>, StoreError> {
+        let mut filters = Vec::new();
+        if let Some(team) = &filter.team {
+            filters.push(("team", Value::Text(team.as_str().to_owned())));
+        }
+        if let Some(environment) = &filter.environment {
+            filters.push(("environment", Value::Text(environment.as_str().to_owned())));
+        }
+        if let Some(status) = filter.status {
+            filters.push(("status", Value::Text(status.as_str().to_owned())));
+        }
+        self.list(filters).await
+    }
+
+    pub(crate) async fn update_agent(
+        &self,
+        agent: &Agent,
+        expected: Version,
+    ) -> Result<Version, StoreError> {
+        self.update(agent, expected).await
+    }
+
+    pub(crate) async fn insert_grant(&self, grant: &Grant) -> Result<(), StoreError> {
+        self.insert(grant).await
+    }
+
+    pub(crate) async fn grant(&self, id: &GrantId) -> Result<Option<Versioned<Grant>>, StoreError> {
+        self.get(id.as_str()).await
+    }
+
+    pub(crate) async fn grants(&self, filter: &GrantFilter) -> Result<Vec<Grant>, StoreError> {
+        let mut filters = Vec::new();
+        if let Some(agent) = &filter.agent {
+            filters.push(("agent_id", Value::Text(agent.as_str().to_owned())));
+        }
+        if let Some(system) = &filter.system {
+            filters.push(("system", Value::Text(system.as_str().to_owned())));
+        }
+        if let Some(status) = filter.status {
+            filters.push(("status", Value::Text(status.as_str().to_owned())));
+        }
+        self.list(filters).await
+    }
+
+    pub(crate) async fn update_grant(
+        &self,
+        grant: &Grant,
+        expected: Version,
+    ) -> Result<Version, StoreError> {
+        self.update(grant, expected).await
+    }
+}
+
+/// Implements [`crate::Store`] for an adapter whose `sql` field is a [`SqlStore`], so both
+/// adapters share one implementation.
+macro_rules! delegate_store {
+    ($adapter:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::Store for $adapter {
+            async fn ping(&self) -> Result<(), $crate::StoreError> {
+                self.sql.ping().await
+            }
+
+            async fn insert_user(
+                &self,
+                user: &rein_core::user::User,
+            ) -> Result<(), $crate::StoreError> {
+                self.sql.insert_user(user).await
+            }
+            async fn user(
+                &self,
+                name: &rein_core::id::UserName,
+            ) -> Result<Option<$crate::Versioned<rein_core::user::User>>, $crate::StoreError> {
+                self.sql.user(name).await
+            }
+            async fn users(&self) -> Result<Vec<rein_core::user::User>, $crate::StoreError> {
+                self.sql.users().await
+            }
+            async fn update_user(
+                &self,
+                user: &rein_core::user::User,
+                expected: $crate::Version,
+            ) -> Result<$crate::Version, $crate::StoreError> {
+                self.sql.update_user(user, expected).await
+            }
+
+            async fn insert_api_token(
+                &self,
+                token: &rein_core::user::ApiToken,
+            ) -> Result<(), $crate::StoreError> {
+                self.sql.insert_api_token(token).await
+            }
+            async fn api_token(
+                &self,
+                id: &str,
+            ) -> Result<Option<rein_core::user::ApiToken>, $crate::StoreError> {
+                self.sql.api_token(id).await
+            }
+            async fn api_tokens_of(
+                &self,
+                user: &rein_core::id::UserName,
+            ) -> Result<Vec<rein_core::user::ApiToken>, $crate::StoreError> {
+                self.sql.api_tokens_of(user).await
+            }
+            async fn revoke_api_token(
+                &self,
+                id: &str,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> Result<bool, $crate::StoreError> {
+                self.sql.revoke_api_token(id, at).await
+            }
+
+            async fn insert_team(
+                &self,
+                team: &rein_core::team::Team,
+            ) -> Result<(), $crate::StoreError> {
+                self.sql.insert_team(team).await
+            }
+            async fn team(
+                &self,
+                name: &rein_core::id::TeamName,
+            ) -> Result<Option<$crate::Versioned<rein_core::team::Team>>, $crate::StoreError> {
+                self.sql.team(name).await
+            }
+            async fn teams(&self) -> Result<Vec<rein_core::team::Team>, $crate::StoreError> {
+                self.sql.teams().await
+            }
+            async fn update_team(
+                &self,
+                team: &rein_core::team::Team,
+                expected: $crate::Version,
+            ) -> Result<$crate::Version, $crate::StoreError> {
+                self.sql.update_team(team, expected).await
+            }
+            async fn teams_of(
+                &self,
+                user: &rein_core::id::UserName,
+            ) -> Result<Vec<rein_core::id::TeamName>, $crate::StoreError> {
+                self.sql.teams_of(user).await
+            }
+
+            async fn insert_system(
+                &self,
+                system: &rein_core::system::System,
+            ) -> Result<(), $crate::StoreError> {
+                self.sql.insert_system(system).await
+            }
+            async fn system(
+                &self,
+                name: &rein_core::id::SystemName,
+            ) -> Result<Option<$crate::Versioned<rein_core::system::System>>, $crate::StoreError>
+            {
+                self.sql.system(name).await
+            }
+            async fn systems(&self) -> Result<Vec<rein_core::system::System>, $crate::StoreError> {
+                self.sql.systems().await
+            }
+            async fn update_system(
+                &self,
+                system: &rein_core::system::System,
+                expected: $crate::Version,
+            ) -> Result<$crate::Version, $crate::StoreError> {
+                self.sql.update_system(system, expected).await
+            }
+
+            async fn insert_agent(
+                &self,
+                agent: &rein_core::agent::Agent,
+            ) -> Result<(), $crate::StoreError> {
+                self.sql.insert_agent(agent).await
+            }
+            async fn agent(
+                &self,
+                id: &rein_core::id::AgentId,
+            ) -> Result<Option<$crate::Versioned<rein_core::agent::Agent>>, $crate::StoreError>
+            {
+                self.sql.agent(id).await
+            }
+            async fn agents(
+                &self,
+                filter: &$crate::AgentFilter,
+            ) -> Result<Vec<rein_core::agent::Agent>, $crate::StoreError> {
+                self.sql.agents(filter).await
+            }
+            async fn update_agent(
+                &self,
+                agent: &rein_core::agent::Agent,
+                expected: $crate::Version,
+            ) -> Result<$crate::Version, $crate::StoreError> {
+                self.sql.update_agent(agent, expected).await
+            }
+
+            async fn insert_grant(
+                &self,
+                grant: &rein_core::grant::Grant,
+            ) -> Result<(), $crate::StoreError> {
+                self.sql.insert_grant(grant).await
+            }
+            async fn grant(
+                &self,
+                id: &rein_core::id::GrantId,
+            ) -> Result<Option<$crate::Versioned<rein_core::grant::Grant>>, $crate::StoreError>
+            {
+                self.sql.grant(id).await
+            }
+            async fn grants(
+                &self,
+                filter: &$crate::GrantFilter,
+            ) -> Result<Vec<rein_core::grant::Grant>, $crate::StoreError> {
+                self.sql.grants(filter).await
+            }
+            async fn update_grant(
+                &self,
+                grant: &rein_core::grant::Grant,
+                expected: $crate::Version,
+            ) -> Result<$crate::Version, $crate::StoreError> {
+                self.sql.update_grant(grant, expected).await
+            }
+        }
+    };
+}
+
+pub(crate) use delegate_store;
