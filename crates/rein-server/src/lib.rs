@@ -1,0 +1,189 @@
+//! Rein's HTTP API: the `/v1` management API over the [`Registry`], health and readiness,
+//! Prometheus metrics and the OpenAPI document.
+//!
+//! This crate only translates. A handler authenticates the caller (the `Authenticated`
+//! extractor, first argument of every `/v1` handler except the public OpenAPI document), parses
+//! the path and body, calls one registry method, and returns the record. Permission checks and
+//! domain rules live in the registry and the core.
+//!
+//! Every error is an RFC 9457 `application/problem+json` [`Problem`] with a stable `code`,
+//! including axum's own rejections (malformed JSON, unknown fields, wrong content type, oversized
+//! body) and unknown routes and methods; the status of each code is decided in one match
+//! (`error::classify`). Server errors are logged with their cause and answered with a generic
+//! detail.
+//!
+//! Nothing logs headers: the `Authorization` header is also marked sensitive, so even a debug
+//! dump of a request would not show the token. The only response that contains a token is the
+//! one that issues it.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::header::AUTHORIZATION;
+use axum::http::Request;
+use axum::response::IntoResponse;
+use axum::routing::{delete, get, post};
+use axum::serve::ListenerExt;
+use axum::Router;
+use rein_registry::Registry;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+mod error;
+mod extract;
+mod metrics;
+mod openapi;
+mod routes;
+
+pub use error::Problem;
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::routes::{agents, grants, systems, teams, users};
+
+/// The largest request body accepted, in bytes (1 MiB); larger bodies get 413.
+const BODY_LIMIT: usize = 1024 * 1024;
+
+/// Everything the handlers share: the registry and the metrics. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    registry: Registry,
+    metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    /// The state for a server over `registry`, with fresh metrics.
+    pub fn new(registry: Registry) -> Self {
+        Self {
+            registry,
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+}
+
+/// The whole application: `/healthz`, `/readyz`, `/metrics`, and the `/v1` API.
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/v1/openapi.json", get(routes::openapi_json))
+        .route("/v1/whoami", get(users::whoami))
+        .route("/v1/users", post(users::create).get(users::list))
+        .route("/v1/users/{name}", get(users::get).patch(users::update))
+        .route(
+            "/v1/users/{name}/tokens",
+            post(users::issue_token).get(users::list_tokens),
+        )
+        .route("/v1/users/{name}/tokens/{id}", delete(users::revoke_token))
+        .route("/v1/teams", post(teams::create).get(teams::list))
+        .route("/v1/teams/{name}", get(teams::get).patch(teams::update))
+        .route("/v1/systems", post(systems::create).get(systems::list))
+        .route(
+            "/v1/systems/{name}",
+            get(systems::get).patch(systems::update),
+        )
+        .route("/v1/agents", post(agents::create).get(agents::list))
+        .route(
+            "/v1/agents/{team}/{name}/{environment}",
+            get(agents::get).patch(agents::update),
+        )
+        .route(
+            "/v1/agents/{team}/{name}/{environment}/suspend",
+            post(agents::suspend),
+        )
+        .route(
+            "/v1/agents/{team}/{name}/{environment}/resume",
+            post(agents::resume),
+        )
+        .route(
+            "/v1/agents/{team}/{name}/{environment}/retire",
+            post(agents::retire),
+        )
+        .route(
+            "/v1/agents/{team}/{name}/{environment}/keys",
+            post(agents::add_key),
+        )
+        .route(
+            "/v1/agents/{team}/{name}/{environment}/keys/{kid}",
+            delete(agents::remove_key),
+        )
+        .route("/v1/grants", post(grants::request).get(grants::list))
+        .route("/v1/grants/{id}", get(grants::get))
+        .route("/v1/grants/{id}/approve", post(grants::approve))
+        .route("/v1/grants/{id}/deny", post(grants::deny))
+        .route("/v1/grants/{id}/revoke", post(grants::revoke));
+
+    let layers = ServiceBuilder::new()
+        // Outermost: nothing below, including the trace layer, may print the token.
+        .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal("a request handler panicked").into_response()
+        }))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+
+    v1.route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
+        .route("/metrics", get(metrics::expose))
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .fallback(routes::route_not_found)
+        .layer(layers)
+        .with_state(state)
+}
+
+/// The span of one request: method, matched route, path and request ID. Never headers or the
+/// query string.
+fn request_span<B>(req: &Request<B>) -> tracing::Span {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", axum::extract::MatchedPath::as_str);
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        route,
+        path = req.uri().path(),
+        request_id,
+    )
+}
+
+/// Serves the application on `listener` until `shutdown` completes, then drains open
+/// connections.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = listener.tap_io(|tcp| {
+        // Small JSON responses on keep-alive connections must not wait for Nagle's algorithm.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The OpenAPI 3.1 document of the API, as served at `/v1/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    openapi::document()
+}
