@@ -1,0 +1,206 @@
+//! `rein server`: run the control plane, on an initialised data directory or (`--dev`) on a
+//! throwaway one with the example governance set loaded.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use rein_core::grant::ApprovalRole;
+use rein_registry::Registry;
+use tokio::net::TcpListener;
+
+use crate::config::Overrides;
+use crate::data_dir;
+use crate::dev::{self, Dev};
+
+/// Arguments of `rein server`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The data directory `rein init` created.
+    #[arg(
+        long,
+        env = "REIN_DATA_DIR",
+        value_name = "DIR",
+        required_unless_present = "dev"
+    )]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    overrides: Overrides,
+    /// Try Rein out: a throwaway data directory with the example governance set loaded, the
+    /// admin token printed. Never for real use.
+    #[arg(long)]
+    dev: bool,
+    /// The examples directory for --dev (holding `governance/`). [default: examples]
+    #[arg(long, value_name = "DIR", requires = "dev")]
+    examples: Option<PathBuf>,
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    super::init_tracing("info");
+    if args.dev {
+        return run_dev(args).await;
+    }
+    let dir = args
+        .data_dir
+        .context("--data-dir (or REIN_DATA_DIR) is required")?;
+    let (registry, settings) = data_dir::open(&dir, args.overrides).await?;
+    let listener = bind(settings.listen).await?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    tracing::info!(
+        data_dir = %dir.display(),
+        database = %settings.database.describe(),
+        trust_domain = %settings.registry.trust_domain,
+        %addr,
+        "rein server listening"
+    );
+    println!("REIN_ADDR=http://{addr}");
+    serve(listener, registry).await
+}
+
+async fn run_dev(args: Args) -> anyhow::Result<()> {
+    let mut overrides = args.overrides;
+    if overrides.database_url.take().is_some() {
+        tracing::warn!("--dev ignores --database-url and REIN_DATABASE_URL: it uses a throwaway SQLite database");
+    }
+    let examples = args.examples.unwrap_or_else(|| PathBuf::from("examples"));
+    let dev = dev::prepare(&examples, overrides).await?;
+    let listener = bind(dev.settings.listen).await?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    print_dev_banner(&dev, &examples, addr);
+    tracing::info!(data_dir = %dev.dir.path().display(), %addr, "rein dev server listening");
+    let Dev { dir, registry, .. } = dev;
+    let served = serve(listener, registry).await;
+    let path = dir.path().to_owned();
+    match dir.close() {
+        Ok(()) => tracing::info!(data_dir = %path.display(), "removed the dev data directory"),
+        Err(e) => {
+            tracing::warn!(data_dir = %path.display(), error = %e, "could not remove the dev data directory")
+        }
+    }
+    served
+}
+
+fn print_dev_banner(dev: &Dev, examples: &std::path::Path, addr: SocketAddr) {
+    let role = |r: &ApprovalRole| match r {
+        ApprovalRole::SystemApprover => "system approver",
+        ApprovalRole::BusinessOwner => "business owner",
+    };
+    println!("Rein dev server: NOT for real use; everything is deleted when it stops.");
+    println!("Data directory: {}", dev.dir.path().display());
+    println!(
+        "Loaded {}: {}",
+        examples.join("governance").display(),
+        dev.summary
+    );
+    if !dev.approved.is_empty() {
+        println!("--dev only: approved these grants on the example approvers' behalf:");
+        for (grant, by) in &dev.approved {
+            let by: Vec<String> = by
+                .iter()
+                .map(|(u, r)| format!("{u} ({})", role(r)))
+                .collect();
+            println!(
+                "  {}  {} on {} [{}]: {}",
+                grant.id,
+                agent_short(&grant.agent),
+                grant.system,
+                join(&grant.actions),
+                by.join(", ")
+            );
+        }
+    }
+    if !dev.pending.is_empty() {
+        println!("Left `requested` for you to decide:");
+        for (grant, approver) in &dev.pending {
+            let who = approver
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), ToString::to_string);
+            println!(
+                "  {}  {} on {} [{}]: can be approved by {who}",
+                grant.id,
+                agent_short(&grant.agent),
+                grant.system,
+                join(&grant.actions),
+            );
+        }
+    }
+    println!(
+        "Example users' tokens (valid 1 day): {}",
+        dev.tokens_file.display()
+    );
+    println!();
+    println!("REIN_ADDR=http://{addr}");
+    println!("REIN_TOKEN={}", dev.admin_token);
+    println!();
+    println!("Try next, in another shell:");
+    if let Ok(exe) = std::env::current_exe() {
+        println!("  alias rein='{}'", exe.display());
+    }
+    println!(
+        "  export REIN_ADDR=http://{addr} REIN_TOKEN={}",
+        dev.admin_token
+    );
+    println!("  rein grant list");
+    if let Some((grant, _)) = dev.approved.first() {
+        println!("  rein agent show {}", agent_short(&grant.agent));
+    }
+    if let Some((grant, Some(approver))) = dev.pending.first() {
+        println!("  source {}", dev.tokens_file.display());
+        println!(
+            "  REIN_TOKEN=${} rein grant approve {} --comment 'looks right'",
+            dev::token_variable(approver),
+            grant.id
+        );
+    }
+}
+
+fn agent_short(id: &rein_core::id::AgentId) -> String {
+    format!("{}/{}/{}", id.team(), id.name(), id.environment())
+}
+
+fn join<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    items
+        .into_iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (choose another address with --listen)"))
+}
+
+async fn serve(listener: TcpListener, registry: Registry) -> anyhow::Result<()> {
+    let state = rein_server::AppState::new(registry);
+    rein_server::serve(listener, state, shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    tracing::info!("rein server stopped");
+    Ok(())
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

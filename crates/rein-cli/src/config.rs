@@ -1,0 +1,315 @@
+//! Server configuration: `rein.toml` in the data directory, overridden by `REIN_*` environment
+//! variables, overridden by command-line flags. Clap merges flags over the environment; this
+//! module puts both over the file, in memory (the process environment is never modified), and
+//! maps the result onto [`RegistryConfig`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use rein_core::id::{Environment, TrustDomain};
+use rein_registry::RegistryConfig;
+use rein_store::{SqliteStore, Store};
+use serde::Deserialize;
+
+use crate::client::Local;
+
+/// The configuration file in a data directory.
+pub const CONFIG_FILE: &str = "rein.toml";
+/// The SQLite database file in a data directory, unless `database_url` says otherwise.
+pub const SQLITE_FILE: &str = "rein.db";
+/// Where the server listens unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
+
+/// `rein.toml`. Every key is optional; unknown keys are refused, so a typo is not silently
+/// ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    trust_domain: Option<TrustDomain>,
+    environments: Option<Vec<Environment>>,
+    protected_environments: Option<Vec<Environment>>,
+    production_environments: Option<Vec<Environment>>,
+    listen: Option<SocketAddr>,
+    database_url: Option<String>,
+}
+
+impl FileConfig {
+    /// Reads `rein.toml` from `data_dir`.
+    pub fn read(data_dir: &Path) -> anyhow::Result<Self> {
+        let path = data_dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading `{}`", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("in `{}`", path.display()))
+    }
+}
+
+/// Server settings from the command line or the `REIN_*` environment (a flag wins over its
+/// variable); each one set replaces the value from `rein.toml`.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct Overrides {
+    /// Address to listen on; port 0 picks a free port (the bound address is printed).
+    /// [default: 127.0.0.1:8470]
+    #[arg(long, env = "REIN_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Database: `postgres://…` for PostgreSQL; default the SQLite file `rein.db` in the data
+    /// directory.
+    #[arg(
+        long,
+        env = "REIN_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database_url: Option<String>,
+    /// SPIFFE trust domain of agent IDs. [default: rein.local]
+    #[arg(long, env = "REIN_TRUST_DOMAIN", value_name = "DOMAIN")]
+    pub trust_domain: Option<TrustDomain>,
+    /// Environments agents and systems may live in, comma-separated. [default: prod,staging,dev]
+    #[arg(
+        long,
+        env = "REIN_ENVIRONMENTS",
+        value_delimiter = ',',
+        value_name = "ENV,…"
+    )]
+    pub environments: Option<Vec<Environment>>,
+    /// Environments whose active agents need every accountable role. [default: prod,staging]
+    #[arg(
+        long,
+        env = "REIN_PROTECTED_ENVIRONMENTS",
+        value_delimiter = ',',
+        value_name = "ENV,…"
+    )]
+    pub protected_environments: Option<Vec<Environment>>,
+    /// Environments whose write/admin grants also need the business owner. [default: prod]
+    #[arg(
+        long,
+        env = "REIN_PRODUCTION_ENVIRONMENTS",
+        value_delimiter = ',',
+        value_name = "ENV,…"
+    )]
+    pub production_environments: Option<Vec<Environment>>,
+}
+
+/// Where the records live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// The SQLite file at this path.
+    Sqlite(PathBuf),
+    /// A database URL (`postgres://…`), never printed: it may hold a password.
+    Url(String),
+}
+
+impl Database {
+    /// Opens the store, applying pending migrations.
+    pub async fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
+        match self {
+            Self::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path).await?)),
+            Self::Url(url) => Ok(rein_store::open(url).await?),
+        }
+    }
+
+    /// A description safe to print.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Sqlite(path) => format!("SQLite {}", path.display()),
+            Self::Url(url) if url.starts_with("postgres") => "PostgreSQL (database_url)".into(),
+            Self::Url(_) => "database_url".into(),
+        }
+    }
+}
+
+/// The settings in force, merged.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Registry rules.
+    pub registry: RegistryConfig,
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// The store.
+    pub database: Database,
+}
+
+impl Settings {
+    /// Merges `file` < `overrides` over the built-in defaults and checks the result.
+    pub fn resolve(
+        data_dir: &Path,
+        file: FileConfig,
+        overrides: Overrides,
+    ) -> anyhow::Result<Self> {
+        let defaults = RegistryConfig::default();
+        let registry = RegistryConfig {
+            trust_domain: overrides
+                .trust_domain
+                .or(file.trust_domain)
+                .unwrap_or(defaults.trust_domain),
+            environments: overrides
+                .environments
+                .or(file.environments)
+                .unwrap_or(defaults.environments),
+            protected_environments: overrides
+                .protected_environments
+                .or(file.protected_environments)
+                .unwrap_or(defaults.protected_environments),
+            production_environments: overrides
+                .production_environments
+                .or(file.production_environments)
+                .unwrap_or(defaults.production_environments),
+        };
+        if registry.environments.is_empty() {
+            return Err(Local::new("invalid-config", "`environments` must not be empty").into());
+        }
+        for (key, list) in [
+            ("protected_environments", &registry.protected_environments),
+            ("production_environments", &registry.production_environments),
+        ] {
+            if let Some(unknown) = list.iter().find(|e| !registry.environments.contains(e)) {
+                return Err(Local::new(
+                    "invalid-config",
+                    format!("`{key}` names `{unknown}`, which is not in `environments`"),
+                )
+                .into());
+            }
+        }
+        let listen = match overrides.listen.or(file.listen) {
+            Some(addr) => addr,
+            None => DEFAULT_LISTEN
+                .parse()
+                .context("the default listen address")?,
+        };
+        let database = match overrides.database_url.or(file.database_url) {
+            Some(url) => Database::Url(url),
+            None => Database::Sqlite(data_dir.join(SQLITE_FILE)),
+        };
+        Ok(Self {
+            registry,
+            listen,
+            database,
+        })
+    }
+}
+
+/// The `rein.toml` that `rein init` writes: every default, commented out, and the database
+/// URL when one was given.
+pub fn template(database_url: Option<&str>) -> String {
+    let mut text = String::from(
+        r#"# Rein configuration, written by `rein init`.
+# Precedence: this file < REIN_* environment variables < command-line flags.
+# The values shown commented out are the defaults.
+
+# SPIFFE trust domain of agent IDs (REIN_TRUST_DOMAIN, --trust-domain).
+# trust_domain = "rein.local"
+
+# Environments agents and systems may be registered in (REIN_ENVIRONMENTS, comma-separated).
+# environments = ["prod", "staging", "dev"]
+
+# Environments where an agent may be active only with every accountable role set
+# (REIN_PROTECTED_ENVIRONMENTS).
+# protected_environments = ["prod", "staging"]
+
+# Environments whose write/admin grants also need the agent's business owner
+# (REIN_PRODUCTION_ENVIRONMENTS).
+# production_environments = ["prod"]
+
+# Address the server listens on (REIN_LISTEN, --listen).
+# listen = "127.0.0.1:8470"
+
+# Database (REIN_DATABASE_URL, --database-url): `postgres://…` for PostgreSQL; by default the
+# SQLite file rein.db in this directory.
+"#,
+    );
+    match database_url {
+        Some(url) => {
+            text.push_str(&format!(
+                "database_url = {}\n",
+                toml::Value::String(url.to_owned())
+            ));
+        }
+        None => text.push_str("# database_url = \"postgres://rein@localhost:5432/rein\"\n"),
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    fn envs(list: &[&str]) -> Vec<Environment> {
+        list.iter().map(|e| e.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn the_template_parses_and_its_commented_defaults_are_the_built_in_ones() {
+        let dir = Path::new("/data");
+        let commented: FileConfig = toml::from_str(&template(None)).unwrap();
+        let from_nothing = Settings::resolve(dir, commented, Overrides::default()).unwrap();
+        // Uncomment every `# key = value` line: the values must equal the built-in defaults.
+        let uncommented: String = template(None)
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.contains(" = ") && !l.starts_with("database_url"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let file: FileConfig = toml::from_str(&uncommented).unwrap();
+        assert!(file.trust_domain.is_some() && file.listen.is_some());
+        let explicit = Settings::resolve(dir, file, Overrides::default()).unwrap();
+        for s in [&from_nothing, &explicit] {
+            let d = RegistryConfig::default();
+            assert_eq!(s.registry.trust_domain, d.trust_domain);
+            assert_eq!(s.registry.environments, d.environments);
+            assert_eq!(s.registry.protected_environments, d.protected_environments);
+            assert_eq!(
+                s.registry.production_environments,
+                d.production_environments
+            );
+            assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
+            assert_eq!(s.database, Database::Sqlite(dir.join(SQLITE_FILE)));
+        }
+    }
+
+    #[test]
+    fn the_database_url_is_written_as_a_toml_string() {
+        let text = template(Some("postgres://rein:p\"w@db:5432/rein"));
+        let file: FileConfig = toml::from_str(&text).unwrap();
+        assert_eq!(
+            file.database_url.as_deref(),
+            Some("postgres://rein:p\"w@db:5432/rein")
+        );
+    }
+
+    #[test]
+    fn flags_and_environment_override_the_file() {
+        let file: FileConfig = toml::from_str(
+            r#"
+            trust_domain = "corp.example"
+            environments = ["prod", "dev", "qa"]
+            listen = "0.0.0.0:9000"
+            database_url = "postgres://db/rein"
+            "#,
+        )
+        .unwrap();
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            production_environments: Some(envs(&["qa"])),
+            protected_environments: Some(envs(&["prod"])),
+            ..Overrides::default()
+        };
+        let s = Settings::resolve(Path::new("/d"), file, overrides).unwrap();
+        assert_eq!(s.registry.trust_domain.as_str(), "corp.example");
+        assert_eq!(s.registry.environments, envs(&["prod", "dev", "qa"]));
+        assert_eq!(s.registry.production_environments, envs(&["qa"]));
+        assert_eq!(s.listen.to_string(), "127.0.0.1:0");
+        assert_eq!(s.database, Database::Url("postgres://db/rein".into()));
+        assert_eq!(s.database.describe(), "PostgreSQL (database_url)");
+    }
+
+    #[test]
+    fn unknown_keys_and_inconsistent_environments_are_refused() {
+        assert!(toml::from_str::<FileConfig>("trust_domian = \"x\"").is_err());
+        let file: FileConfig = toml::from_str("environments = [\"dev\"]").unwrap();
+        let err = Settings::resolve(Path::new("/d"), file, Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("protected_environments"), "{err}");
+    }
+}

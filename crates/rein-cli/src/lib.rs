@@ -1,0 +1,144 @@
+//! The `rein` binary: `rein init`, `rein server` (with `--dev`), and client commands for every
+//! operation of the HTTP API.
+//!
+//! Exit codes are part of the operational contract ([`Exit`]): 0 on success, 1 on an error (a
+//! problem reported by the server, or local I/O), 2 on a usage error, 3 on a deny decision.
+//! Errors are printed as one line on stderr, `error: <detail> (<code>)`, where `<code>` is the
+//! server's stable error code or a local one (`io`, `invalid-input`, `unreachable`, …).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod client;
+mod command;
+mod config;
+mod data_dir;
+mod dev;
+mod governance;
+mod output;
+
+use client::ClientArgs;
+
+/// The process exit codes `rein` uses; scripts rely on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The command did what was asked.
+    Success = 0,
+    /// The command failed: the server reported a problem, or local I/O failed.
+    Failure = 1,
+    /// The command line was malformed (clap's convention).
+    Usage = 2,
+    /// A policy decision was `deny` (as Cedar's CLI separates deny from failure).
+    Deny = 3,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> Self {
+        ExitCode::from(exit as u8)
+    }
+}
+
+/// Rein: a governance control plane for AI agents.
+#[derive(Debug, Parser)]
+#[command(name = "rein", version, propagate_version = true)]
+struct Cli {
+    #[command(flatten, next_help_heading = "Client options")]
+    client: ClientArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a data directory: config, master key, database and the first admin's token.
+    Init(command::init::Args),
+    /// Run the control plane (`--dev` for a throwaway one with the examples loaded).
+    Server(command::server::Args),
+    /// Show who the token in REIN_TOKEN belongs to.
+    Whoami,
+    /// Manage users (admins).
+    #[command(subcommand)]
+    User(command::user::Command),
+    /// Manage personal API tokens.
+    #[command(subcommand)]
+    Token(command::token::Command),
+    /// Manage teams and their members (admins).
+    #[command(subcommand)]
+    Team(command::team::Command),
+    /// Manage systems: the targets agents act on (admins).
+    #[command(subcommand)]
+    System(command::system::Command),
+    /// Manage agent identities, their accountable roles, lifecycle and keys.
+    #[command(subcommand)]
+    Agent(command::agent::Command),
+    /// Request, approve, deny, list and revoke grants.
+    #[command(subcommand)]
+    Grant(command::grant::Command),
+}
+
+/// Runs `rein` with the process's arguments and returns its exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with 0; usage errors to stderr with 2.
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(Exit::Usage as u8));
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return report(&anyhow::Error::new(e).context("cannot start the async runtime")),
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => Exit::Success.into(),
+        Err(e) => report(&e),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let client = || cli.client.connect();
+    match cli.command {
+        Command::Init(args) => command::init::run(args).await,
+        Command::Server(args) => command::server::run(args).await,
+        Command::Whoami => command::whoami::run(&client()?).await,
+        Command::User(cmd) => command::user::run(&client()?, cmd).await,
+        Command::Token(cmd) => command::token::run(&client()?, cmd).await,
+        Command::Team(cmd) => command::team::run(&client()?, cmd).await,
+        Command::System(cmd) => command::system::run(&client()?, cmd).await,
+        Command::Agent(cmd) => command::agent::run(&client()?, cmd).await,
+        Command::Grant(cmd) => command::grant::run(&client()?, cmd).await,
+    }
+}
+
+/// Prints `error: <detail> (<code>)` as one line on stderr and returns exit code 1.
+fn report(error: &anyhow::Error) -> ExitCode {
+    let (detail, code) = client::describe(error);
+    let detail = detail.split_whitespace().collect::<Vec<_>>().join(" ");
+    eprintln!("error: {detail} ({code})");
+    Exit::Failure.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn exit_codes_are_the_documented_ones() {
+        assert_eq!(Exit::Success as u8, 0);
+        assert_eq!(Exit::Failure as u8, 1);
+        assert_eq!(Exit::Usage as u8, 2);
+        assert_eq!(Exit::Deny as u8, 3);
+    }
+}
