@@ -6,7 +6,8 @@
 //! - a team's members create and change the team's agents, register their keys and request
 //!   grants for them;
 //! - an agent's revokers suspend it and revoke its grants; suspended agents are resumed by the
-//!   same people who may suspend them, so a team cannot undo its revokers' decision;
+//!   same people who may suspend them, and once an agent has revokers only they (or an admin)
+//!   change its accountable roles, so a team cannot undo or route around its revokers;
 //! - a system's approvers approve, deny and revoke grants on it;
 //! - `auditor` reads everything and changes nothing; every authenticated user may read.
 
@@ -90,6 +91,26 @@ impl Actor {
         }
     }
 
+    /// Changing an agent's accountable roles. Its revokers are the check on its team, so once
+    /// an agent has revokers, or while it is suspended, only those revokers or an admin may
+    /// change who is accountable for it; the team alone may set roles only on an agent that
+    /// has none yet.
+    pub fn require_role_editor(&self, agent: &Agent) -> Result<(), DomainError> {
+        self.writer()?;
+        if self.is_admin() || self.is_any(&agent.roles.revokers) {
+            return Ok(());
+        }
+        let unchecked =
+            agent.roles.revokers.is_empty() && agent.status == crate::agent::AgentStatus::Active;
+        if unchecked && self.teams.contains(agent.owner_team()) {
+            Ok(())
+        } else {
+            Err(DomainError::forbidden(
+                "only the agent's revokers or an admin may change its accountable roles once it has revokers or is suspended",
+            ))
+        }
+    }
+
     /// Retiring an agent: its team, its revokers or an admin.
     pub fn require_agent_retirer(&self, agent: &Agent) -> Result<(), DomainError> {
         self.writer()?;
@@ -158,6 +179,42 @@ mod tests {
         assert!(a.is(&"team:payments".parse().unwrap_or_else(|_| unreachable!())));
         assert!(!a.is(&"team:ops".parse().unwrap_or_else(|_| unreachable!())));
         assert!(a.is(&"user:alice".parse().unwrap_or_else(|_| unreachable!())));
+    }
+
+    #[test]
+    fn a_team_cannot_replace_the_revokers_that_check_it() {
+        use crate::agent::{AccountableRoles, Agent, AgentStatus, Budgets};
+        let mut agent = Agent {
+            id: "spiffe://rein.local/agent/payments/bot/prod"
+                .parse()
+                .unwrap_or_else(|_| unreachable!()),
+            description: String::new(),
+            use_case: "x".into(),
+            roles: AccountableRoles::default(),
+            last_review: None,
+            status: AgentStatus::Active,
+            status_reason: None,
+            keys: vec![],
+            budgets: Budgets::default(),
+            created_by: "dave".parse().unwrap_or_else(|_| unreachable!()),
+            created_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+        };
+        let member = actor("dave", Role::Member, &["payments"]);
+        let revoker = actor("sec", Role::Member, &["secops"]);
+        assert!(
+            member.require_role_editor(&agent).is_ok(),
+            "no revokers yet: the team sets them"
+        );
+        agent.roles.revokers = vec!["team:secops".parse().unwrap_or_else(|_| unreachable!())];
+        assert!(member.require_role_editor(&agent).is_err());
+        assert!(revoker.require_role_editor(&agent).is_ok());
+        agent.roles.revokers.clear();
+        agent.status = AgentStatus::Suspended;
+        assert!(
+            member.require_role_editor(&agent).is_err(),
+            "a suspended agent's roles are frozen for its team"
+        );
     }
 
     #[test]

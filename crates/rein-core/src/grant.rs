@@ -231,6 +231,11 @@ impl Grant {
         } else {
             None
         };
+        if business_owner_approver.as_ref() == Some(requested_by) {
+            return Err(DomainError::forbidden(
+                "the agent's business owner must approve this production write grant, so another member of the team must request it",
+            ));
+        }
         let mut revokers: Vec<PrincipalRef> = agent.roles.revokers.clone();
         for p in &system.approvers {
             if !revokers.contains(p) {

@@ -49,6 +49,10 @@ pub struct ApiToken {
     pub id: String,
     /// The owner.
     pub user: UserName,
+    /// Who issued it: the owner, or an admin on their behalf (visible, since an admin-issued
+    /// token lets the admin act as that user).
+    #[serde(default)]
+    pub issued_by: Option<UserName>,
     /// Hex SHA-256 of the whole token.
     #[serde(skip_serializing_if = "String::is_empty", default)]
     #[schema(ignore)]

@@ -2,6 +2,7 @@
 
 use rein_core::agent::{AccountableRoles, Agent, AgentStatus, Budgets};
 use rein_core::authz::Actor;
+use rein_core::grant::GrantStatus;
 use rein_core::id::{AgentId, AgentName, Environment, PrincipalRef, TeamName};
 use rein_core::key::{AgentKey, Jwk};
 use rein_core::DomainError;
@@ -152,7 +153,8 @@ impl Registry {
         Ok(self.store.agents(filter).await?)
     }
 
-    /// Changes an agent (members of its team). An active agent in a protected environment
+    /// Changes an agent. Description, use case and budgets: members of its team. Accountable
+    /// roles: see [`Actor::require_role_editor`]. An active agent in a protected environment
     /// must keep every accountable role.
     pub async fn update_agent(
         &self,
@@ -160,7 +162,6 @@ impl Registry {
         id: &AgentId,
         patch: AgentPatch,
     ) -> Result<Agent, Error> {
-        actor.require_team_member(id.team(), "change its agents")?;
         check_texts(patch.description.as_ref(), patch.use_case.as_ref())?;
         if let Some(roles) = &patch.roles {
             self.check_roles(roles).await?;
@@ -174,6 +175,15 @@ impl Registry {
             || store.agent(id),
             |a, v| async move { store.update_agent(&a, v).await },
             |a| {
+                if patch.description.is_some()
+                    || patch.use_case.is_some()
+                    || patch.budgets.is_some()
+                {
+                    actor.require_team_member(id.team(), "change its agents")?;
+                }
+                if patch.roles.is_some() {
+                    actor.require_role_editor(a)?;
+                }
                 if a.status == AgentStatus::Retired {
                     return Err(DomainError::InvalidTransition {
                         entity: "agent",
@@ -212,7 +222,6 @@ impl Registry {
         reason: &str,
     ) -> Result<Agent, Error> {
         check_reason(reason)?;
-        actor.require_agent_revoker(&self.load_agent(id).await?, "suspend it")?;
         let now = self.now();
         let store = &self.store;
         modify(
@@ -220,7 +229,10 @@ impl Registry {
             id.as_str(),
             || store.agent(id),
             |a, v| async move { store.update_agent(&a, v).await },
-            |a| Ok(a.suspend(&actor.user, now, reason)?),
+            |a| {
+                actor.require_agent_revoker(a, "suspend it")?;
+                Ok(a.suspend(&actor.user, now, reason)?)
+            },
         )
         .await
     }
@@ -233,7 +245,6 @@ impl Registry {
         reason: &str,
     ) -> Result<Agent, Error> {
         check_reason(reason)?;
-        actor.require_agent_revoker(&self.load_agent(id).await?, "resume it")?;
         let now = self.now();
         let protected = &self.config.protected_environments;
         let store = &self.store;
@@ -242,12 +253,16 @@ impl Registry {
             id.as_str(),
             || store.agent(id),
             |a, v| async move { store.update_agent(&a, v).await },
-            |a| Ok(a.resume(&actor.user, now, reason, protected)?),
+            |a| {
+                actor.require_agent_revoker(a, "resume it")?;
+                Ok(a.resume(&actor.user, now, reason, protected)?)
+            },
         )
         .await
     }
 
-    /// Retires an agent for good (its team, its revokers or an admin). The record stays.
+    /// Retires an agent for good (its team, its revokers or an admin). The record stays; its
+    /// requested and active grants are revoked with it, since nothing may use them again.
     pub async fn retire_agent(
         &self,
         actor: &Actor,
@@ -255,17 +270,47 @@ impl Registry {
         reason: &str,
     ) -> Result<Agent, Error> {
         check_reason(reason)?;
-        actor.require_agent_retirer(&self.load_agent(id).await?)?;
         let now = self.now();
         let store = &self.store;
-        modify(
+        let agent = modify(
             "agent",
             id.as_str(),
             || store.agent(id),
             |a, v| async move { store.update_agent(&a, v).await },
-            |a| Ok(a.retire(&actor.user, now, reason)?),
+            |a| {
+                actor.require_agent_retirer(a)?;
+                Ok(a.retire(&actor.user, now, reason)?)
+            },
         )
-        .await
+        .await?;
+        let grants = store
+            .grants(&rein_store::GrantFilter {
+                agent: Some(id.clone()),
+                ..Default::default()
+            })
+            .await?;
+        let why = format!("agent retired: {reason}");
+        for g in grants.iter().filter(|g| {
+            matches!(
+                g.status_at(now),
+                GrantStatus::Requested | GrantStatus::Active
+            )
+        }) {
+            modify(
+                "grant",
+                g.id.as_str(),
+                || store.grant(&g.id),
+                |g, v| async move { store.update_grant(&g, v).await },
+                |g| match g.status_at(now) {
+                    GrantStatus::Requested | GrantStatus::Active => {
+                        Ok(g.revoke(&actor.user, &why, now)?)
+                    }
+                    _ => Ok(()),
+                },
+            )
+            .await?;
+        }
+        Ok(agent)
     }
 
     /// Registers a public key for an agent (members of its team).

@@ -174,7 +174,6 @@ impl Registry {
                 key: grant.system.to_string(),
             })?
             .value;
-        actor.require_grant_revoker(&agent, &system, &grant.revokers)?;
         let now = self.now();
         let store = &self.store;
         let grant = modify(
@@ -182,7 +181,10 @@ impl Registry {
             id.as_str(),
             || store.grant(id),
             |g, v| async move { store.update_grant(&g, v).await },
-            |g| Ok(g.revoke(&actor.user, reason, now)?),
+            |g| {
+                actor.require_grant_revoker(&agent, &system, &g.revokers)?;
+                Ok(g.revoke(&actor.user, reason, now)?)
+            },
         )
         .await?;
         Ok(self.effective(grant))

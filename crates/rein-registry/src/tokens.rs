@@ -42,6 +42,14 @@ pub struct IssuedToken {
     pub token: String,
 }
 
+impl IssuedToken {
+    /// The token as returned to its holder: the stored digest is not part of the answer.
+    pub(crate) fn without_hash(mut self) -> Self {
+        self.metadata.hash.clear();
+        self
+    }
+}
+
 fn digest(token: &str) -> String {
     hex_encode(&Sha256::digest(token.as_bytes()))
 }
@@ -60,6 +68,7 @@ fn token_id(token: &str) -> Option<&str> {
 
 pub(crate) fn mint(
     user: &UserName,
+    issued_by: &UserName,
     description: String,
     now: DateTime<Utc>,
     ttl_days: Option<i64>,
@@ -75,6 +84,7 @@ pub(crate) fn mint(
         metadata: ApiToken {
             id,
             user: user.clone(),
+            issued_by: Some(issued_by.clone()),
             hash: digest(&token),
             description,
             created_at: now,
@@ -155,9 +165,9 @@ impl Registry {
                 kind: "user",
                 key: user.to_string(),
             })?;
-        let issued = mint(user, req.description, self.now(), req.ttl_days);
+        let issued = mint(user, &actor.user, req.description, self.now(), req.ttl_days);
         self.store.insert_api_token(&issued.metadata).await?;
-        Ok(issued)
+        Ok(issued.without_hash())
     }
 
     /// Lists a user's tokens (metadata only).
@@ -206,7 +216,7 @@ mod tests {
     #[test]
     fn minted_tokens_parse_and_hash_stably() {
         let user: UserName = "alice".parse().unwrap_or_else(|_| unreachable!());
-        let issued = mint(&user, String::new(), Utc::now(), None);
+        let issued = mint(&user, &user, String::new(), Utc::now(), None);
         assert_eq!(token_id(&issued.token), Some(issued.metadata.id.as_str()));
         assert_eq!(digest(&issued.token), issued.metadata.hash);
         assert_ne!(issued.metadata.hash, issued.token);

@@ -68,9 +68,9 @@ impl Registry {
             created_at: now,
         };
         self.store.insert_user(&user).await?;
-        let issued = mint(name, "created by rein init".into(), now, None);
+        let issued = mint(name, name, "created by rein init".into(), now, None);
         self.store.insert_api_token(&issued.metadata).await?;
-        Ok(issued)
+        Ok(issued.without_hash())
     }
 
     /// Creates a user (admins only).

@@ -882,7 +882,7 @@ async fn agents_need_accountable_roles_only_in_protected_environments() {
             .problem(422, "invalid-field");
         let before = read(srv, &w.alice, PROD_AGENT_PATH).await;
         srv.patch(
-            &w.alice,
+            &w.frank,
             PROD_AGENT_PATH,
             json!({"roles": {"business_owner": "carol"}}),
         )
@@ -1009,6 +1009,91 @@ async fn agents_suspend_resume_and_retire_for_good() {
         )
         .await
         .problem(404, "not-found");
+        w.srv.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn a_team_cannot_route_around_its_revokers_and_retiring_revokes_grants() {
+    for w in worlds().await {
+        let srv = &w.srv;
+        let before = read(srv, &w.alice, PROD_AGENT_PATH).await;
+        // The team may not swap out the revokers that check it, suspended or not.
+        let mut roles = before["roles"].clone();
+        roles["revokers"] = json!(["team:payments"]);
+        srv.patch(&w.alice, PROD_AGENT_PATH, json!({"roles": roles.clone()}))
+            .await
+            .problem(403, "forbidden");
+        srv.post(
+            &w.frank,
+            &format!("{PROD_AGENT_PATH}/suspend"),
+            json!({"reason": "incident"}),
+        )
+        .await
+        .ok(200);
+        srv.patch(&w.alice, PROD_AGENT_PATH, json!({"roles": roles.clone()}))
+            .await
+            .problem(403, "forbidden");
+        srv.post(
+            &w.alice,
+            &format!("{PROD_AGENT_PATH}/resume"),
+            json!({"reason": "mine"}),
+        )
+        .await
+        .problem(403, "forbidden");
+        assert_eq!(
+            read(srv, &w.alice, PROD_AGENT_PATH).await["roles"],
+            before["roles"]
+        );
+        // The revokers themselves may hand over; the team still may change the description.
+        let mut handed = before["roles"].clone();
+        handed["revokers"] = json!(["team:sec", "user:grace"]);
+        let changed = srv
+            .patch(&w.frank, PROD_AGENT_PATH, json!({"roles": handed.clone()}))
+            .await
+            .ok(200);
+        assert_eq!(changed["roles"]["revokers"], handed["revokers"]);
+        srv.patch(
+            &w.alice,
+            PROD_AGENT_PATH,
+            json!({"description": "reconciles"}),
+        )
+        .await
+        .ok(200);
+
+        // The business owner may not request what they must approve.
+        srv.post(
+            &w.carol,
+            "/v1/grants",
+            grant_request(PROD_AGENT, "billing-db", &["write_invoice"]),
+        )
+        .await
+        .problem(403, "forbidden");
+
+        // Retiring revokes the agent's requested and active grants with it.
+        srv.post(
+            &w.frank,
+            &format!("{PROD_AGENT_PATH}/resume"),
+            json!({"reason": "cleared"}),
+        )
+        .await
+        .ok(200);
+        let active = prod_read_grant(&w).await;
+        srv.post(&w.bob, &approve(&active), json!({})).await.ok(200);
+        let pending = prod_write_grant(&w).await;
+        srv.post(
+            &w.alice,
+            &format!("{PROD_AGENT_PATH}/retire"),
+            json!({"reason": "replaced"}),
+        )
+        .await
+        .ok(200);
+        for id in [&active, &pending] {
+            let g = read(srv, &w.alice, &grant_path(id)).await;
+            assert_eq!(g["status"], "revoked", "{id}");
+            assert_eq!(g["closed"]["reason"], "agent retired: replaced");
+            assert_eq!(g["closed"]["by"], "alice");
+        }
         w.srv.cleanup().await;
     }
 }

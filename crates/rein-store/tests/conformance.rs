@@ -213,6 +213,7 @@ fn token(id: &str, owner: &str) -> ApiToken {
     ApiToken {
         id: id.to_owned(),
         user: name(owner),
+        issued_by: None,
         hash: format!("{:0>64}", id.len()),
         description: format!("token {id}"),
         created_at: at(1),

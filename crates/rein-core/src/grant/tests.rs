@@ -305,6 +305,17 @@ fn requests_are_checked_against_agent_and_system() {
         now(),
     );
     assert!(cross.is_err());
+    // The business owner cannot request what they must approve.
+    let by_owner = Grant::request(
+        GrantId::from_bytes([5; 16]),
+        request("prod", &["refund"]),
+        &agent("prod"),
+        &system("prod"),
+        true,
+        &p("olivia"),
+        now(),
+    );
+    assert!(matches!(by_owner, Err(DomainError::Forbidden { .. })));
     // A retired agent gets no new grants.
     let mut retired = agent("prod");
     retired.status = AgentStatus::Retired;
