@@ -42,9 +42,14 @@ fn message(seq: u64, head: &Hash) -> Vec<u8> {
 impl Checkpoint {
     /// Checks the signature with `key`.
     pub fn verify_signature(&self, key: &VerifyingKey) -> bool {
-        let Ok(bytes) = URL_SAFE_NO_PAD.decode(&self.signature) else { return false };
-        let Ok(sig) = Signature::from_slice(&bytes) else { return false };
-        key.verify(&message(self.seq, &self.head_hash), &sig).is_ok()
+        let Ok(bytes) = URL_SAFE_NO_PAD.decode(&self.signature) else {
+            return false;
+        };
+        let Ok(sig) = Signature::from_slice(&bytes) else {
+            return false;
+        };
+        key.verify(&message(self.seq, &self.head_hash), &sig)
+            .is_ok()
     }
 }
 
@@ -57,14 +62,19 @@ pub struct CheckpointSigner {
 
 impl std::fmt::Debug for CheckpointSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CheckpointSigner").field("key_id", &self.key_id).finish_non_exhaustive()
+        f.debug_struct("CheckpointSigner")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
     }
 }
 
 impl CheckpointSigner {
     /// A signer for `key`, published under `key_id`.
     pub fn new(key_id: impl Into<String>, key: SigningKey) -> Self {
-        Self { key_id: key_id.into(), key }
+        Self {
+            key_id: key_id.into(),
+            key,
+        }
     }
 
     /// The key ID.

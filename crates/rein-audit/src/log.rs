@@ -60,7 +60,12 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { max_batch: 2048, queue: 65_536, checkpoint_every_records: 10_000, checkpoint_every: Duration::from_secs(60) }
+        Self {
+            max_batch: 2048,
+            queue: 65_536,
+            checkpoint_every_records: 10_000,
+            checkpoint_every: Duration::from_secs(60),
+        }
     }
 }
 
@@ -102,12 +107,27 @@ impl std::fmt::Debug for AuditLog {
     }
 }
 
-/// How often a batch is re-chained after losing a race to another replica.
-const CONFLICT_RETRIES: usize = 8;
+/// How long a batch keeps re-chaining after losing races to other replicas before its
+/// appenders are told it could not be written. Each lost race means another replica's batch
+/// landed, so the log as a whole is making progress; only a writer starved for this long fails.
+const CONFLICT_BUDGET: Duration = Duration::from_secs(5);
+
+/// A short, jittered pause after a lost race, so two replicas stop colliding in lockstep.
+fn backoff(attempt: u32) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let cap_us = 200u64.saturating_mul(u64::from(attempt.min(10)) + 1);
+    Duration::from_micros(u64::from(nanos) % cap_us)
+}
 
 impl AuditLog {
     /// Opens the log over `sink` and starts its writer task.
-    pub async fn open(sink: Arc<dyn AuditSink>, signer: CheckpointSigner, config: LogConfig) -> Result<Self, SinkError> {
+    pub async fn open(
+        sink: Arc<dyn AuditSink>,
+        signer: CheckpointSigner,
+        config: LogConfig,
+    ) -> Result<Self, SinkError> {
         let head = sink.head().await?;
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         let signer = Arc::new(signer);
@@ -125,7 +145,10 @@ impl AuditLog {
     /// Appends an event; returns once it is durable.
     pub async fn append(&self, event: Event) -> Result<Receipt, AppendError> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Pending { event, reply }).await.map_err(|_| AppendError::Closed)?;
+        self.tx
+            .send(Pending { event, reply })
+            .await
+            .map_err(|_| AppendError::Closed)?;
         answer.await.map_err(|_| AppendError::Closed)?
     }
 
@@ -190,16 +213,20 @@ impl Writer {
     }
 
     async fn commit(&mut self, batch: Vec<Pending>) {
-        let (events, replies): (Vec<Event>, Vec<_>) = batch.into_iter().map(|p| (p.event, p.reply)).unzip();
+        let (events, replies): (Vec<Event>, Vec<_>) =
+            batch.into_iter().map(|p| (p.event, p.reply)).unzip();
         let mut records = self.chain(events);
         let mut outcome = Err(AppendError::Unavailable("conflicting writers".into()));
-        for _ in 0..CONFLICT_RETRIES {
+        let started = std::time::Instant::now();
+        let mut attempt = 0u32;
+        while started.elapsed() < CONFLICT_BUDGET {
+            attempt += 1;
             match self.sink.append(&records).await {
                 Ok(()) => {
                     outcome = Ok(());
                     break;
                 }
-                Err(SinkError::Conflict) => match self.sink.head().await {
+                Err(SinkError::Conflict) => match self.sink_head_after(backoff(attempt)).await {
                     Ok(head) => {
                         self.head = head.unwrap_or((0, Hash::GENESIS));
                         records = self.chain(records.into_iter().map(|r| r.event).collect());
@@ -226,7 +253,10 @@ impl Writer {
                     self.head = (last.seq, last.hash);
                 }
                 for (r, reply) in records.iter().zip(replies) {
-                    let _ = reply.send(Ok(Receipt { seq: r.seq, hash: r.hash }));
+                    let _ = reply.send(Ok(Receipt {
+                        seq: r.seq,
+                        hash: r.hash,
+                    }));
                 }
             }
             Err(e) => {
@@ -237,11 +267,19 @@ impl Writer {
         }
     }
 
+    /// Re-reads the head after a short pause (another replica just appended).
+    async fn sink_head_after(&self, pause: Duration) -> Result<Option<(u64, Hash)>, SinkError> {
+        tokio::time::sleep(pause).await;
+        self.sink.head().await
+    }
+
     async fn checkpoint(&mut self) {
         let cp = self.signer.sign(self.head.0, self.head.1, Utc::now());
         match self.sink.append_checkpoint(&cp).await {
             Ok(()) => self.last_checkpoint = cp.seq,
-            Err(e) => tracing::error!(error = %e, seq = cp.seq, "audit checkpoint could not be stored"),
+            Err(e) => {
+                tracing::error!(error = %e, seq = cp.seq, "audit checkpoint could not be stored")
+            }
         }
     }
 }

@@ -39,11 +39,17 @@ fn class_of(t: EventType) -> Class {
         AgentResumed => (3, 3001, 2),
         AgentSuspended => (3, 3001, 5),
         AgentRetired => (3, 3001, 6),
-        AgentUpdated | AgentKeyAdded | AgentKeyRemoved | ApiTokenIssued | ApiTokenRevoked => (3, 3001, 99),
+        AgentUpdated | AgentKeyAdded | AgentKeyRemoved | ApiTokenIssued | ApiTokenRevoked => {
+            (3, 3001, 99)
+        }
         UserCreated | TeamCreated | SystemCreated => (3, 3004, 1),
         UserUpdated | TeamUpdated | SystemUpdated | PolicySetLoaded => (3, 3004, 3),
     };
-    Class { category_uid, class_uid, activity_id }
+    Class {
+        category_uid,
+        class_uid,
+        activity_id,
+    }
 }
 
 /// Security Control profile `(action_id, disposition_id)` for a decision outcome.
@@ -81,7 +87,13 @@ pub fn to_ocsf(r: &Record) -> Value {
     o.insert("status_id".into(), json!(if failure { 2 } else { 1 }));
     o.insert("status".into(), json!(e.outcome));
     o.insert("time".into(), json!(r.time.timestamp_millis()));
-    o.insert("message".into(), json!(e.reason.clone().unwrap_or_else(|| e.event_type.as_str().to_owned())));
+    o.insert(
+        "message".into(),
+        json!(e
+            .reason
+            .clone()
+            .unwrap_or_else(|| e.event_type.as_str().to_owned())),
+    );
     o.insert(
         "metadata".into(),
         json!({
@@ -107,15 +119,29 @@ pub fn to_ocsf(r: &Record) -> Value {
                 api["service"] = json!({"name": s});
             }
             o.insert("api".into(), api);
-            o.insert("src_endpoint".into(), json!({"svc_name": e.agent.clone().unwrap_or_else(|| e.actor.id.clone())}));
+            o.insert(
+                "src_endpoint".into(),
+                json!({"svc_name": e.agent.clone().unwrap_or_else(|| e.actor.id.clone())}),
+            );
             if let Some(s) = &e.system {
                 o.insert("dst_endpoint".into(), json!({"svc_name": s}));
             }
         }
         3002 | 3001 | 3005 => {
-            let subject = e.agent.clone().or_else(|| e.subject.clone()).unwrap_or_else(|| e.actor.id.clone());
-            let type_id = if subject.starts_with("spiffe://") { 4 } else { 1 };
-            o.insert("user".into(), json!({"uid": subject, "name": subject, "type_id": type_id}));
+            let subject = e
+                .agent
+                .clone()
+                .or_else(|| e.subject.clone())
+                .unwrap_or_else(|| e.actor.id.clone());
+            let type_id = if subject.starts_with("spiffe://") {
+                4
+            } else {
+                1
+            };
+            o.insert(
+                "user".into(),
+                json!({"uid": subject, "name": subject, "type_id": type_id}),
+            );
             if c.class_uid == 3005 {
                 let privileges: Vec<String> = match (&e.system, &e.action) {
                     (Some(s), Some(a)) => vec![format!("{s}:{a}")],
@@ -141,9 +167,19 @@ pub fn to_ocsf(r: &Record) -> Value {
         o.insert("action_id".into(), json!(action_id));
         o.insert("disposition_id".into(), json!(disposition_id));
         if let Some(v) = &e.policy_version {
-            let policies: Vec<Value> = e.determined_by.iter().map(|d| json!({"uid": d, "version": v})).collect();
-            o.insert("policy".into(), json!({"uid": v, "name": "rein guardrails", "version": v}));
-            o.insert("authorizations".into(), json!([{"decision": e.decision, "policy": policies.first()}]));
+            let policies: Vec<Value> = e
+                .determined_by
+                .iter()
+                .map(|d| json!({"uid": d, "version": v}))
+                .collect();
+            o.insert(
+                "policy".into(),
+                json!({"uid": v, "name": "rein guardrails", "version": v}),
+            );
+            o.insert(
+                "authorizations".into(),
+                json!([{"decision": e.decision, "policy": policies.first()}]),
+            );
         }
     }
     let mut unmapped = serde_json::to_value(e).unwrap_or(Value::Null);
@@ -164,12 +200,23 @@ mod tests {
     #[test]
     fn every_event_type_maps_to_a_class_with_consistent_type_uid() {
         for t in EventType::ALL {
-            let e = Event::new(*t, Actor { kind: ActorKind::User, id: "alice".into() }, "success");
+            let e = Event::new(
+                *t,
+                Actor {
+                    kind: ActorKind::User,
+                    id: "alice".into(),
+                },
+                "success",
+            );
             let r = Record::chain(1, chrono::Utc::now(), Hash::GENESIS, e);
             let v = to_ocsf(&r);
             let class = v["class_uid"].as_u64().unwrap_or_default();
             let activity = v["activity_id"].as_u64().unwrap_or_default();
-            assert_eq!(v["type_uid"].as_u64(), Some(class * 100 + activity), "{t:?}");
+            assert_eq!(
+                v["type_uid"].as_u64(),
+                Some(class * 100 + activity),
+                "{t:?}"
+            );
             assert_eq!(v["category_uid"].as_u64(), Some(class / 1000), "{t:?}");
             assert_eq!(v["metadata"]["version"], OCSF_VERSION);
             assert!(v["metadata"]["product"]["name"].is_string());
@@ -185,13 +232,31 @@ mod tests {
 
     #[test]
     fn step_up_is_a_challenge_and_deny_is_blocked() {
-        let mut e = Event::new(EventType::Decision, Actor { kind: ActorKind::Agent, id: "spiffe://x/agent/a/b/prod".into() }, "denied");
+        let mut e = Event::new(
+            EventType::Decision,
+            Actor {
+                kind: ActorKind::Agent,
+                id: "spiffe://x/agent/a/b/prod".into(),
+            },
+            "denied",
+        );
         e.decision = Some("step_up".into());
-        let v = to_ocsf(&Record::chain(1, chrono::Utc::now(), Hash::GENESIS, e.clone()));
-        assert_eq!((v["action_id"].as_u64(), v["disposition_id"].as_u64()), (Some(3), Some(23)));
+        let v = to_ocsf(&Record::chain(
+            1,
+            chrono::Utc::now(),
+            Hash::GENESIS,
+            e.clone(),
+        ));
+        assert_eq!(
+            (v["action_id"].as_u64(), v["disposition_id"].as_u64()),
+            (Some(3), Some(23))
+        );
         e.decision = Some("deny".into());
         let v = to_ocsf(&Record::chain(1, chrono::Utc::now(), Hash::GENESIS, e));
-        assert_eq!((v["action_id"].as_u64(), v["disposition_id"].as_u64()), (Some(2), Some(2)));
+        assert_eq!(
+            (v["action_id"].as_u64(), v["disposition_id"].as_u64()),
+            (Some(2), Some(2))
+        );
         assert_eq!(v["actor"]["user"]["type_id"].as_u64(), Some(4));
     }
 }

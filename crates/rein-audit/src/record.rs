@@ -62,7 +62,8 @@ impl Serialize for Hash {
 impl<'de> Deserialize<'de> for Hash {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        Self::from_hex(&s).ok_or_else(|| serde::de::Error::custom("expected 64 lowercase hex digits"))
+        Self::from_hex(&s)
+            .ok_or_else(|| serde::de::Error::custom("expected 64 lowercase hex digits"))
     }
 }
 
@@ -307,7 +308,13 @@ impl Record {
     pub fn chain(seq: u64, time: DateTime<Utc>, prev_hash: Hash, event: Event) -> Self {
         let time = truncate_micros(time);
         let hash = Self::compute_hash(seq, &time, &prev_hash, &event);
-        Self { seq, time, prev_hash, hash, event }
+        Self {
+            seq,
+            time,
+            prev_hash,
+            hash,
+            event,
+        }
     }
 
     /// The canonical bytes the hash covers.
@@ -330,7 +337,13 @@ impl Record {
 
 fn canonical(seq: u64, time: &DateTime<Utc>, prev_hash: &Hash, event: &Event) -> Vec<u8> {
     // Serialising these plain structs cannot fail: no maps with non-string keys, no floats.
-    serde_json::to_vec(&Hashed { seq, time: *time, prev_hash, event }).unwrap_or_default()
+    serde_json::to_vec(&Hashed {
+        seq,
+        time: *time,
+        prev_hash,
+        event,
+    })
+    .unwrap_or_default()
 }
 
 /// Drops sub-microsecond precision so that a record read back from text hashes the same.
@@ -348,9 +361,13 @@ mod micros {
 
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
         let s = String::deserialize(d)?;
-        let t = DateTime::parse_from_rfc3339(&s).map_err(serde::de::Error::custom)?.with_timezone(&Utc);
+        let t = DateTime::parse_from_rfc3339(&s)
+            .map_err(serde::de::Error::custom)?
+            .with_timezone(&Utc);
         if t.to_rfc3339_opts(SecondsFormat::Micros, true) != s {
-            return Err(serde::de::Error::custom("time is not in canonical form (RFC 3339 UTC, 6 fractional digits, `Z`)"));
+            return Err(serde::de::Error::custom(
+                "time is not in canonical form (RFC 3339 UTC, 6 fractional digits, `Z`)",
+            ));
         }
         Ok(t)
     }

@@ -143,7 +143,10 @@ impl Verifier {
         for cp in checkpoints {
             let valid = keys.get(&cp.key_id).is_some_and(|k| cp.verify_signature(k));
             if !valid {
-                v.problem = Some(Finding::BadCheckpointSignature { seq: cp.seq, key_id: cp.key_id.clone() });
+                v.problem = Some(Finding::BadCheckpointSignature {
+                    seq: cp.seq,
+                    key_id: cp.key_id.clone(),
+                });
                 break;
             }
             v.checkpoints.insert(cp.seq, cp.head_hash);
@@ -159,7 +162,10 @@ impl Verifier {
     /// Reports an entry that could not be decoded at 1-based `position`.
     pub fn malformed(&mut self, position: u64, reason: impl Into<String>) {
         if self.problem.is_none() {
-            self.problem = Some(Finding::Malformed { position, reason: reason.into() });
+            self.problem = Some(Finding::Malformed {
+                position,
+                reason: reason.into(),
+            });
         }
     }
 
@@ -169,14 +175,24 @@ impl Verifier {
             return false;
         }
         let finding = if record.seq > self.expected_seq {
-            Some(Finding::Gap { expected: self.expected_seq, found: record.seq })
+            Some(Finding::Gap {
+                expected: self.expected_seq,
+                found: record.seq,
+            })
         } else if record.seq < self.expected_seq {
-            Some(Finding::OutOfOrder { expected: self.expected_seq, found: record.seq })
+            Some(Finding::OutOfOrder {
+                expected: self.expected_seq,
+                found: record.seq,
+            })
         } else if record.recompute_hash() != record.hash {
             Some(Finding::Altered { seq: record.seq })
         } else if record.prev_hash != self.prev {
             Some(Finding::BrokenLink { seq: record.seq })
-        } else if self.checkpoints.get(&record.seq).is_some_and(|h| *h != record.hash) {
+        } else if self
+            .checkpoints
+            .get(&record.seq)
+            .is_some_and(|h| *h != record.hash)
+        {
             Some(Finding::CheckpointMismatch { seq: record.seq })
         } else {
             None
@@ -200,7 +216,10 @@ impl Verifier {
         if self.problem.is_none() {
             if let Some((&cp_seq, _)) = self.checkpoints.iter().next_back() {
                 if cp_seq > last_seq {
-                    self.problem = Some(Finding::Truncated { checkpoint_seq: cp_seq, last_seq });
+                    self.problem = Some(Finding::Truncated {
+                        checkpoint_seq: cp_seq,
+                        last_seq,
+                    });
                 }
             }
         }

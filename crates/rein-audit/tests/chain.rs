@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ed25519_dalek::SigningKey;
 use rein_audit::{
-    Actor, ActorKind, AppendError, AuditLog, AuditSink, Checkpoint, CheckpointSigner, Event, EventType, Finding, Hash,
-    LogConfig, Record, SinkError, Verifier,
+    Actor, ActorKind, AppendError, AuditLog, AuditSink, Checkpoint, CheckpointSigner, Event,
+    EventType, Finding, Hash, LogConfig, Record, SinkError, Verifier,
 };
 
 fn t(s: &str) -> DateTime<Utc> {
@@ -18,7 +18,10 @@ fn t(s: &str) -> DateTime<Utc> {
 }
 
 fn user(id: &str) -> Actor {
-    Actor { kind: ActorKind::User, id: id.into() }
+    Actor {
+        kind: ActorKind::User,
+        id: id.into(),
+    }
 }
 
 /// The fixed events behind the golden vectors.
@@ -31,7 +34,10 @@ fn vector_events() -> Vec<Event> {
     grant.revokers = vec!["team:secops".into()];
     let mut decision = Event::new(
         EventType::Decision,
-        Actor { kind: ActorKind::Agent, id: "spiffe://rein.local/agent/payments/invoice-bot/prod".into() },
+        Actor {
+            kind: ActorKind::Agent,
+            id: "spiffe://rein.local/agent/payments/invoice-bot/prod".into(),
+        },
         "denied",
     );
     decision.task_id = Some("task-42".into());
@@ -45,7 +51,11 @@ fn vector_events() -> Vec<Event> {
     decision.latency_us = Some(37);
     decision.details.insert("risk".into(), "80".into());
     decision.details.insert("confidence".into(), "0.65".into());
-    vec![Event::new(EventType::UserCreated, user("admin"), "success"), grant, decision]
+    vec![
+        Event::new(EventType::UserCreated, user("admin"), "success"),
+        grant,
+        decision,
+    ]
 }
 
 fn chain_of(events: Vec<Event>, start: DateTime<Utc>) -> Vec<Record> {
@@ -54,7 +64,12 @@ fn chain_of(events: Vec<Event>, start: DateTime<Utc>) -> Vec<Record> {
         .into_iter()
         .enumerate()
         .map(|(i, e)| {
-            let r = Record::chain(i as u64 + 1, start + chrono::Duration::microseconds(i as i64 * 1_000_001), prev, e);
+            let r = Record::chain(
+                i as u64 + 1,
+                start + chrono::Duration::microseconds(i as i64 * 1_000_001),
+                prev,
+                e,
+            );
             prev = r.hash;
             r
         })
@@ -78,8 +93,12 @@ fn canonical_encoding_matches_golden_vectors() {
     if std::env::var_os("REIN_UPDATE_VECTORS").is_some() {
         std::fs::write(path, &actual_text).unwrap();
     }
-    let golden = std::fs::read_to_string(path).expect("golden vectors missing: run with REIN_UPDATE_VECTORS=1 once");
-    assert_eq!(actual_text, golden, "the canonical encoding changed: that is a new version, never an edit");
+    let golden = std::fs::read_to_string(path)
+        .expect("golden vectors missing: run with REIN_UPDATE_VECTORS=1 once");
+    assert_eq!(
+        actual_text, golden,
+        "the canonical encoding changed: that is a new version, never an edit"
+    );
     // Sub-microsecond precision is dropped so text round trips hash the same.
     assert_eq!(records[0].time, t("2026-01-02T03:04:05.123456Z"));
 }
@@ -100,10 +119,19 @@ fn records_round_trip_through_json_and_keep_verifying() {
 }
 
 fn chain(n: usize) -> Vec<Record> {
-    chain_of((0..n).map(|i| Event::new(EventType::Decision, user(&format!("u{i}")), "success")).collect(), t("2026-03-01T00:00:00Z"))
+    chain_of(
+        (0..n)
+            .map(|i| Event::new(EventType::Decision, user(&format!("u{i}")), "success"))
+            .collect(),
+        t("2026-03-01T00:00:00Z"),
+    )
 }
 
-fn verify(records: &[Record], keys: &HashMap<String, ed25519_dalek::VerifyingKey>, cps: &[Checkpoint]) -> Option<Finding> {
+fn verify(
+    records: &[Record],
+    keys: &HashMap<String, ed25519_dalek::VerifyingKey>,
+    cps: &[Checkpoint],
+) -> Option<Finding> {
     let mut v = Verifier::new(keys, cps);
     for r in records {
         if !v.push(r) {
@@ -121,38 +149,73 @@ fn verifier_names_the_first_altered_deleted_swapped_or_inserted_record() {
 
     let mut altered = good.clone();
     altered[4].event.outcome = "failure".into();
-    assert_eq!(verify(&altered, &none, &[]), Some(Finding::Altered { seq: 5 }));
+    assert_eq!(
+        verify(&altered, &none, &[]),
+        Some(Finding::Altered { seq: 5 })
+    );
 
     let mut deleted = good.clone();
     deleted.remove(6);
-    assert_eq!(verify(&deleted, &none, &[]), Some(Finding::Gap { expected: 7, found: 8 }));
+    assert_eq!(
+        verify(&deleted, &none, &[]),
+        Some(Finding::Gap {
+            expected: 7,
+            found: 8
+        })
+    );
 
     let mut swapped = good.clone();
     swapped.swap(2, 3);
-    assert_eq!(verify(&swapped, &none, &[]), Some(Finding::Gap { expected: 3, found: 4 }));
+    assert_eq!(
+        verify(&swapped, &none, &[]),
+        Some(Finding::Gap {
+            expected: 3,
+            found: 4
+        })
+    );
 
     // Swapping contents but keeping the sequence numbers breaks the hashes.
     let mut swapped_content = good.clone();
     let e2 = swapped_content[2].event.clone();
     swapped_content[2].event = swapped_content[3].event.clone();
     swapped_content[3].event = e2;
-    assert_eq!(verify(&swapped_content, &none, &[]), Some(Finding::Altered { seq: 3 }));
+    assert_eq!(
+        verify(&swapped_content, &none, &[]),
+        Some(Finding::Altered { seq: 3 })
+    );
 
     // An attacker who re-hashes an altered record still breaks the link to the next one.
     let mut rehashed = good.clone();
     rehashed[4].event.outcome = "failure".into();
     rehashed[4].hash = rehashed[4].recompute_hash();
-    assert_eq!(verify(&rehashed, &none, &[]), Some(Finding::BrokenLink { seq: 6 }));
+    assert_eq!(
+        verify(&rehashed, &none, &[]),
+        Some(Finding::BrokenLink { seq: 6 })
+    );
 
     // An inserted record renumbered into place does not link.
     let mut inserted = good[..5].to_vec();
-    let fake = Record::chain(6, t("2026-03-01T00:00:00Z"), Hash([9; 32]), Event::new(EventType::Decision, user("x"), "success"));
+    let fake = Record::chain(
+        6,
+        t("2026-03-01T00:00:00Z"),
+        Hash([9; 32]),
+        Event::new(EventType::Decision, user("x"), "success"),
+    );
     inserted.push(fake);
-    assert_eq!(verify(&inserted, &none, &[]), Some(Finding::BrokenLink { seq: 6 }));
+    assert_eq!(
+        verify(&inserted, &none, &[]),
+        Some(Finding::BrokenLink { seq: 6 })
+    );
 
     let mut duplicated = good.clone();
     duplicated.insert(5, good[4].clone());
-    assert_eq!(verify(&duplicated, &none, &[]), Some(Finding::OutOfOrder { expected: 6, found: 5 }));
+    assert_eq!(
+        verify(&duplicated, &none, &[]),
+        Some(Finding::OutOfOrder {
+            expected: 6,
+            found: 5
+        })
+    );
 }
 
 #[test]
@@ -164,25 +227,49 @@ fn checkpoints_detect_truncation_and_rewrites() {
     assert_eq!(verify(&good, &keys, std::slice::from_ref(&cp)), None);
 
     // Truncated after record 6: the checkpoint at 8 proves records existed.
-    assert_eq!(verify(&good[..6], &keys, std::slice::from_ref(&cp)), Some(Finding::Truncated { checkpoint_seq: 8, last_seq: 6 }));
+    assert_eq!(
+        verify(&good[..6], &keys, std::slice::from_ref(&cp)),
+        Some(Finding::Truncated {
+            checkpoint_seq: 8,
+            last_seq: 6
+        })
+    );
 
     // The whole chain rebuilt from record 3 on verifies by itself, but not against the checkpoint.
     let mut rewritten = good[..2].to_vec();
     let mut prev = rewritten[1].hash;
     for i in 3..=10u64 {
-        let r = Record::chain(i, t("2026-03-02T00:00:00Z"), prev, Event::new(EventType::Decision, user("forger"), "success"));
+        let r = Record::chain(
+            i,
+            t("2026-03-02T00:00:00Z"),
+            prev,
+            Event::new(EventType::Decision, user("forger"), "success"),
+        );
         prev = r.hash;
         rewritten.push(r);
     }
     assert_eq!(verify(&rewritten, &HashMap::new(), &[]), None);
-    assert_eq!(verify(&rewritten, &keys, std::slice::from_ref(&cp)), Some(Finding::CheckpointMismatch { seq: 8 }));
+    assert_eq!(
+        verify(&rewritten, &keys, std::slice::from_ref(&cp)),
+        Some(Finding::CheckpointMismatch { seq: 8 })
+    );
 
     // A forged checkpoint is refused.
     let mut forged = cp.clone();
     forged.seq = 9;
-    assert!(matches!(verify(&good, &keys, &[forged]), Some(Finding::BadCheckpointSignature { seq: 9, .. })));
-    let other = CheckpointSigner::new("audit-1", SigningKey::from_bytes(&[6; 32])).sign(8, good[7].hash, Utc::now());
-    assert!(matches!(verify(&good, &keys, &[other]), Some(Finding::BadCheckpointSignature { .. })));
+    assert!(matches!(
+        verify(&good, &keys, &[forged]),
+        Some(Finding::BadCheckpointSignature { seq: 9, .. })
+    ));
+    let other = CheckpointSigner::new("audit-1", SigningKey::from_bytes(&[6; 32])).sign(
+        8,
+        good[7].hash,
+        Utc::now(),
+    );
+    assert!(matches!(
+        verify(&good, &keys, &[other]),
+        Some(Finding::BadCheckpointSignature { .. })
+    ));
 }
 
 /// A sink in memory, with a switch that makes writes fail: the group-commit rules are about
@@ -224,7 +311,10 @@ async fn concurrent_appends_share_batches_and_all_verify() {
     let sink = Arc::new(MemorySink::default());
     let signer = CheckpointSigner::new("audit-1", SigningKey::from_bytes(&[5; 32]));
     let keys: HashMap<_, _> = [("audit-1".to_string(), signer.verifying_key())].into();
-    let config = LogConfig { checkpoint_every_records: 100, ..LogConfig::default() };
+    let config = LogConfig {
+        checkpoint_every_records: 100,
+        ..LogConfig::default()
+    };
     let log = AuditLog::open(sink.clone(), signer, config).await.unwrap();
     let mut tasks = Vec::new();
     for w in 0..64 {
@@ -232,7 +322,14 @@ async fn concurrent_appends_share_batches_and_all_verify() {
         tasks.push(tokio::spawn(async move {
             let mut seqs = Vec::new();
             for i in 0..50 {
-                let r = log.append(Event::new(EventType::Decision, user(&format!("w{w}-{i}")), "success")).await.unwrap();
+                let r = log
+                    .append(Event::new(
+                        EventType::Decision,
+                        user(&format!("w{w}-{i}")),
+                        "success",
+                    ))
+                    .await
+                    .unwrap();
                 seqs.push(r.seq);
             }
             seqs
@@ -243,9 +340,17 @@ async fn concurrent_appends_share_batches_and_all_verify() {
         all.extend(t.await.unwrap());
     }
     all.sort_unstable();
-    assert_eq!(all, (1..=3200).collect::<Vec<u64>>(), "every acknowledged record has its own sequence number");
+    assert_eq!(
+        all,
+        (1..=3200).collect::<Vec<u64>>(),
+        "every acknowledged record has its own sequence number"
+    );
     let batches = sink.batches.lock().unwrap().clone();
-    assert!(batches.len() < 3200, "appends were grouped: {} writes for 3200 records", batches.len());
+    assert!(
+        batches.len() < 3200,
+        "appends were grouped: {} writes for 3200 records",
+        batches.len()
+    );
     let records = sink.records.lock().unwrap().clone();
     let cps = sink.checkpoints.lock().unwrap().clone();
     assert!(!cps.is_empty());
@@ -255,15 +360,27 @@ async fn concurrent_appends_share_batches_and_all_verify() {
 #[tokio::test]
 async fn a_failing_sink_fails_the_append_and_acknowledges_nothing() {
     let sink = Arc::new(MemorySink::default());
-    let log = AuditLog::open(sink.clone(), CheckpointSigner::new("k", SigningKey::from_bytes(&[1; 32])), LogConfig::default())
+    let log = AuditLog::open(
+        sink.clone(),
+        CheckpointSigner::new("k", SigningKey::from_bytes(&[1; 32])),
+        LogConfig::default(),
+    )
+    .await
+    .unwrap();
+    log.append(Event::new(EventType::Decision, user("a"), "success"))
         .await
         .unwrap();
-    log.append(Event::new(EventType::Decision, user("a"), "success")).await.unwrap();
     sink.failing.store(true, Ordering::SeqCst);
-    let err = log.append(Event::new(EventType::Decision, user("b"), "success")).await.unwrap_err();
+    let err = log
+        .append(Event::new(EventType::Decision, user("b"), "success"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, AppendError::Unavailable(_)));
     sink.failing.store(false, Ordering::SeqCst);
-    let r = log.append(Event::new(EventType::Decision, user("c"), "success")).await.unwrap();
+    let r = log
+        .append(Event::new(EventType::Decision, user("c"), "success"))
+        .await
+        .unwrap();
     assert_eq!(r.seq, 2, "the failed record took no sequence number");
     let records = sink.records.lock().unwrap().clone();
     assert_eq!(verify(&records, &HashMap::new(), &[]), None);
@@ -273,11 +390,27 @@ async fn a_failing_sink_fails_the_append_and_acknowledges_nothing() {
 async fn a_writer_that_lost_a_race_rechains_after_the_other_replica() {
     let sink = Arc::new(MemorySink::default());
     let key = || CheckpointSigner::new("k", SigningKey::from_bytes(&[1; 32]));
-    let a = AuditLog::open(sink.clone(), key(), LogConfig::default()).await.unwrap();
-    let b = AuditLog::open(sink.clone(), key(), LogConfig::default()).await.unwrap();
+    let a = AuditLog::open(sink.clone(), key(), LogConfig::default())
+        .await
+        .unwrap();
+    let b = AuditLog::open(sink.clone(), key(), LogConfig::default())
+        .await
+        .unwrap();
     for i in 0..20 {
-        a.append(Event::new(EventType::Decision, user(&format!("a{i}")), "success")).await.unwrap();
-        b.append(Event::new(EventType::Decision, user(&format!("b{i}")), "success")).await.unwrap();
+        a.append(Event::new(
+            EventType::Decision,
+            user(&format!("a{i}")),
+            "success",
+        ))
+        .await
+        .unwrap();
+        b.append(Event::new(
+            EventType::Decision,
+            user(&format!("b{i}")),
+            "success",
+        ))
+        .await
+        .unwrap();
     }
     let records = sink.records.lock().unwrap().clone();
     assert_eq!(records.len(), 40);
@@ -301,7 +434,16 @@ for v in vectors:
     prev = h
 print(len(vectors))
 "#;
-    let out = std::process::Command::new("python3").arg("-c").arg(script).arg(path).output().expect("python3 is needed for this test");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(path)
+        .output()
+        .expect("python3 is needed for this test");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3");
 }
