@@ -55,7 +55,10 @@ impl fmt::Display for Hash {
 
 impl Serialize for Hash {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_hex())
+        // Hex on the stack: this runs twice per record on the verify path.
+        let mut buf = [0u8; 64];
+        hex::encode_to_slice(self.0, &mut buf).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(std::str::from_utf8(&buf).map_err(serde::ser::Error::custom)?)
     }
 }
 
@@ -328,10 +331,33 @@ impl Record {
     }
 
     fn compute_hash(seq: u64, time: &DateTime<Utc>, prev_hash: &Hash, event: &Event) -> Hash {
-        let mut h = Sha256::new();
-        h.update(RECORD_DOMAIN);
-        h.update(canonical(seq, time, prev_hash, event));
-        Hash(h.finalize().into())
+        // Stream the canonical encoding straight into the hash: no intermediate buffer.
+        let mut h = HashWriter(Sha256::new());
+        h.0.update(RECORD_DOMAIN);
+        // Serialising these plain structs cannot fail (no floats, string-keyed maps only).
+        let _ = serde_json::to_writer(
+            &mut h,
+            &Hashed {
+                seq,
+                time: *time,
+                prev_hash,
+                event,
+            },
+        );
+        Hash(h.0.finalize().into())
+    }
+}
+
+/// Feeds written bytes into SHA-256.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
