@@ -11,18 +11,28 @@
 //! copied from the document in the same statement (owner team, environment, status, agent,
 //! system, timestamps as unix milliseconds). Schema migrations are embedded and applied at open.
 //! [`open`] picks the adapter from a URL or path.
+//!
+//! Every store is also the audit log's durable sink ([`rein_audit::AuditSink`]) and its reader
+//! ([`AuditStore`]): one `Arc<dyn Store>` serves the registry, the group-commit writer
+//! ([`rein_audit::AuditLog`]) and audit queries. Audit records are append-only rows keyed by their
+//! sequence number, so of two writers extending the same head exactly one succeeds and the other
+//! gets [`rein_audit::SinkError::Conflict`]; a batch is stored whole or not at all. On SQLite they
+//! live in a database file of their own beside the main one, so an audit commit never waits for a
+//! registry write.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use rein_audit::{AuditSink, Checkpoint, EventType, Record};
 use rein_core::agent::{Agent, AgentStatus};
 use rein_core::grant::{Grant, GrantStatus};
 use rein_core::id::{AgentId, Environment, GrantId, SystemName, TeamName, UserName};
 use rein_core::system::System;
 use rein_core::team::Team;
 use rein_core::user::{ApiToken, User};
+use rein_keys::{KeyPurpose, SealedKey};
 
 mod postgres;
 mod record;
@@ -34,7 +44,8 @@ pub use sqlite::SqliteStore;
 
 /// Opens the store `url_or_path` names: PostgreSQL for a `postgres://` or `postgresql://` URL,
 /// otherwise the SQLite database file at that path (an optional `sqlite://` prefix is stripped),
-/// created if missing. Other URL schemes are refused.
+/// created if missing, with the audit log's file beside it ([`SqliteStore::audit_path`]). Other
+/// URL schemes are refused.
 pub async fn open(url_or_path: &str) -> Result<Arc<dyn Store>, StoreError> {
     if url_or_path.starts_with("postgres://") || url_or_path.starts_with("postgresql://") {
         return Ok(Arc::new(PgStore::connect(url_or_path).await?));
@@ -129,11 +140,78 @@ pub struct GrantFilter {
     pub status: Option<GrantStatus>,
 }
 
+/// Which audit records to read. `None` fields do not filter; set fields must all match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// The agent concerned (`event.agent`, a SPIFFE ID).
+    pub agent: Option<String>,
+    /// The task (`event.task_id`).
+    pub task_id: Option<String>,
+    /// The target system (`event.system`).
+    pub system: Option<String>,
+    /// What happened.
+    pub event_type: Option<EventType>,
+    /// Who acted: the actor's ID (a user name, a SPIFFE ID, or `rein`), whatever its kind.
+    pub actor: Option<String>,
+    /// What it was about (`event.subject`).
+    pub subject: Option<String>,
+    /// Records appended at or after this time. Compared at millisecond resolution: the bound's
+    /// sub-millisecond part is ignored.
+    pub since: Option<DateTime<Utc>>,
+    /// Records appended before this time, compared at millisecond resolution like `since`.
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// One stored audit row as read for verification: its sequence number and its record, or why
+/// the row's document is not a valid record for that sequence number. A verifier reports such a
+/// row; it is never skipped or repaired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    /// The row's sequence number (its key).
+    pub seq: u64,
+    /// The decoded record, or the decoder's complaint.
+    pub record: Result<Record, String>,
+}
+
+/// Reading the audit log. The writing half is [`rein_audit::AuditSink`], the supertrait, which
+/// the group-commit writer ([`rein_audit::AuditLog`]) drives.
+///
+/// Reads of decoded records fail with [`StoreError::Corrupt`] on a row whose document does not
+/// decode or belongs to another sequence number; [`AuditStore::audit_scan`] instead returns such
+/// rows as errors in place, for the verifier to report.
+#[async_trait]
+pub trait AuditStore: AuditSink {
+    /// Matching records with a sequence number above `after_seq` (all when `None`), ascending,
+    /// at most `limit`: pass the last returned record's `seq` as `after_seq` for the next page.
+    async fn audit_records(
+        &self,
+        filter: &AuditFilter,
+        after_seq: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<Record>, StoreError>;
+    /// The last `limit` matching records, returned in ascending order (for `tail`).
+    async fn audit_latest(
+        &self,
+        filter: &AuditFilter,
+        limit: u32,
+    ) -> Result<Vec<Record>, StoreError>;
+    /// The record at `seq`.
+    async fn audit_record(&self, seq: u64) -> Result<Option<Record>, StoreError>;
+    /// Up to `limit` raw rows with a sequence number above `after_seq`, in sequence order, each
+    /// decoded or carrying why it does not decode (for verification).
+    async fn audit_scan(&self, after_seq: u64, limit: u32) -> Result<Vec<AuditRow>, StoreError>;
+    /// Every stored checkpoint, by ascending sequence number.
+    async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError>;
+}
+
 /// The storage interface. Every method is one atomic operation; `insert_*` fails with
 /// [`StoreError::AlreadyExists`], `update_*` with [`StoreError::NotFound`] or
 /// [`StoreError::Conflict`] and returns the new version. Lists are ordered by key.
+///
+/// A store is also the audit log ([`AuditStore`] and its supertrait [`rein_audit::AuditSink`]),
+/// so an `Arc<dyn Store>` converts to an `Arc<dyn AuditSink>` for [`rein_audit::AuditLog::open`].
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: AuditStore + Send + Sync + 'static {
     /// Checks the database answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -196,4 +274,12 @@ pub trait Store: Send + Sync + 'static {
     async fn grants(&self, filter: &GrantFilter) -> Result<Vec<Grant>, StoreError>;
     /// Updates a grant if it is still at `expected`.
     async fn update_grant(&self, grant: &Grant, expected: Version) -> Result<Version, StoreError>;
+
+    /// Stores a signing key; [`StoreError::AlreadyExists`] if its key ID is taken.
+    async fn insert_signing_key(&self, key: &SealedKey) -> Result<(), StoreError>;
+    /// The signing keys for `purpose`, oldest first (by creation time, then key ID).
+    async fn signing_keys(&self, purpose: KeyPurpose) -> Result<Vec<SealedKey>, StoreError>;
+    /// Overwrites a stored signing key (e.g. to set `retired_at`); [`StoreError::NotFound`] if
+    /// its key ID is not stored. Not a compare-and-swap: the last write wins.
+    async fn update_signing_key(&self, key: &SealedKey) -> Result<(), StoreError>;
 }

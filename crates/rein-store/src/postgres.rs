@@ -5,17 +5,27 @@ use std::str::FromStr;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Postgres};
 
-use crate::sql::{db_error, delegate_store, SqlStore};
+use crate::sql::{db_error, delegate_store, Dialect, Pools, SqlStore};
 use crate::StoreError;
 
 /// Schema migrations, embedded in the binary.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// PostgreSQL's limits and transaction style: a plain transaction, because the primary key on
+/// `seq` already serialises two replicas appending at the same head.
+static POSTGRES: Dialect = Dialect {
+    max_binds: 65_535,
+    begin_append: "BEGIN",
+    numbered_binds: true,
+};
+
 /// A [`Store`](crate::Store) in a PostgreSQL database.
 ///
 /// Compare-and-swap updates rely on row locks: of two concurrent updates at the same version, the
 /// second re-checks the version after the first commits and fails with
-/// [`StoreError::Conflict`].
+/// [`StoreError::Conflict`]. The audit log lives in the same database (and schema); several
+/// replicas may append to it, each append failing with [`rein_audit::SinkError::Conflict`] when
+/// another replica extended the head first.
 pub struct PgStore {
     sql: SqlStore<Postgres>,
 }
@@ -81,8 +91,16 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Migration(e.to_string()))?;
+        let main = Pools {
+            read: pool.clone(),
+            write: pool.clone(),
+        };
+        let audit = Pools {
+            read: pool.clone(),
+            write: pool,
+        };
         Ok(Self {
-            sql: SqlStore::new(pool.clone(), pool),
+            sql: SqlStore::new(main, audit, &POSTGRES),
         })
     }
 }

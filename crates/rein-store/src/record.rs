@@ -9,6 +9,7 @@ use rein_core::grant::Grant;
 use rein_core::system::System;
 use rein_core::team::Team;
 use rein_core::user::{ApiToken, User};
+use rein_keys::SealedKey;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -41,6 +42,8 @@ pub(crate) enum Value {
 pub(crate) trait Record: Serialize + DeserializeOwned + Send + Sync {
     /// Its table.
     const TABLE: Table;
+    /// The `ORDER BY` of lists (constant SQL): by key unless the kind says otherwise.
+    const ORDER_BY: &'static str = Self::TABLE.key;
     /// Its key.
     fn key(&self) -> &str;
     /// Its index column values, in [`Table::columns`] order.
@@ -194,5 +197,21 @@ impl Record for Grant {
             millis(self.expires_at),
             millis(self.updated_at),
         ]
+    }
+}
+
+impl Record for SealedKey {
+    const TABLE: Table = Table {
+        kind: "signing key",
+        name: "signing_keys",
+        key: "kid",
+        columns: &["purpose", "created_at_ms"],
+    };
+    const ORDER_BY: &'static str = "created_at_ms, kid";
+    fn key(&self) -> &str {
+        &self.kid
+    }
+    fn columns(&self) -> Vec<Value> {
+        vec![text(self.purpose.as_str()), millis(self.created_at)]
     }
 }

@@ -11,6 +11,8 @@ use rein_core::id::{AgentId, GrantId, SystemName, TeamName, UserName};
 use rein_core::system::System;
 use rein_core::team::Team;
 use rein_core::user::{ApiToken, User};
+use rein_keys::{KeyPurpose, SealedKey};
+use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
@@ -20,12 +22,43 @@ use crate::{AgentFilter, GrantFilter, StoreError, Version, Versioned};
 /// A query with its driver's argument buffer.
 type SqlQuery<'q, DB> = Query<'q, DB, <DB as Database>::Arguments<'q>>;
 
-/// A store over one database: reads go to `read`, writes to `write`. For PostgreSQL both are the
-/// same pool; for SQLite `write` has a single connection, which serialises writers so they never
-/// meet `SQLITE_BUSY`.
+mod audit;
+
+/// What differs between the two databases in the shared SQL.
+pub(crate) struct Dialect {
+    /// The most bind parameters one statement may carry.
+    pub(crate) max_binds: usize,
+    /// The statement that opens an audit append's transaction.
+    pub(crate) begin_append: &'static str,
+    /// Whether the audit log's multi-row insert numbers its parameters (`$1, $2, …`, which
+    /// PostgreSQL requires) or leaves them anonymous (`?, ?, …`). SQLite finds a numbered
+    /// parameter's name by a linear scan and sqlx asks for every parameter's name, so binding a
+    /// statement with thousands of numbered parameters takes quadratic time there.
+    pub(crate) numbered_binds: bool,
+}
+
+/// A pool for reads and a pool for writes. For PostgreSQL both are the same pool; for SQLite
+/// `write` has a single connection, which serialises writers so they never meet `SQLITE_BUSY`.
+pub(crate) struct Pools<DB: Database> {
+    /// For reads.
+    pub(crate) read: Pool<DB>,
+    /// For writes.
+    pub(crate) write: Pool<DB>,
+}
+
+/// A store over one database, or two on SQLite: the registry's tables through `read` and
+/// `write`, the audit log's through `audit` (the same pools on PostgreSQL, a database file of its
+/// own on SQLite, so audit commits never queue behind registry writes).
 pub(crate) struct SqlStore<DB: Database> {
     read: Pool<DB>,
     write: Pool<DB>,
+    audit: Pools<DB>,
+    /// The connection audit writes go through: checked out of `audit.write` on first use and
+    /// kept. The group-commit task appends one batch at a time anyway, and keeping it saves the
+    /// pool's checkout and the ping sqlx sends on every return to the pool (on SQLite, where
+    /// `audit.write` has one connection, that pool is then always empty).
+    audit_writer: tokio::sync::Mutex<Option<PoolConnection<DB>>>,
+    dialect: &'static Dialect,
 }
 
 /// Maps a driver error; its message never carries connection options.
@@ -77,6 +110,19 @@ fn update_sql<R: Record>() -> String {
     )
 }
 
+/// An unconditional update: `UPDATE … WHERE key = $1 RETURNING version`.
+fn overwrite_sql<R: Record>() -> String {
+    let t = R::TABLE;
+    let mut set = String::from("doc = $2, version = version + 1");
+    for (i, column) in t.columns.iter().enumerate() {
+        set.push_str(&format!(", {column} = ${}", i + 3));
+    }
+    format!(
+        "UPDATE {} SET {set} WHERE {} = $1 RETURNING version",
+        t.name, t.key
+    )
+}
+
 fn select_sql<R: Record>() -> String {
     let t = R::TABLE;
     format!("SELECT version, doc FROM {} WHERE {} = $1", t.name, t.key)
@@ -95,7 +141,7 @@ fn list_sql<R: Record>(filters: &[(&'static str, Value)]) -> String {
         sql.push_str(if i == 0 { " WHERE " } else { " AND " });
         sql.push_str(&format!("{column} = ${}", i + 1));
     }
-    sql.push_str(&format!(" ORDER BY {}", t.key));
+    sql.push_str(&format!(" ORDER BY {}", R::ORDER_BY));
     sql
 }
 
@@ -109,9 +155,15 @@ where
     Option<i64>: Type<DB> + for<'q> Encode<'q, DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    /// A store reading from `read` and writing through `write`.
-    pub(crate) fn new(read: Pool<DB>, write: Pool<DB>) -> Self {
-        Self { read, write }
+    /// A store over the registry's pools `main` and the audit log's pools `audit`.
+    pub(crate) fn new(main: Pools<DB>, audit: Pools<DB>, dialect: &'static Dialect) -> Self {
+        Self {
+            read: main.read,
+            write: main.write,
+            audit,
+            audit_writer: tokio::sync::Mutex::new(None),
+            dialect,
+        }
     }
 
     async fn insert_in<R: Record>(conn: &mut DB::Connection, record: &R) -> Result<(), StoreError> {
@@ -186,6 +238,24 @@ where
         Self::update_in(&mut conn, record, expected).await
     }
 
+    /// Writes `record` whatever its stored version; [`StoreError::NotFound`] if it is missing.
+    async fn overwrite<R: Record>(&self, record: &R) -> Result<(), StoreError> {
+        let sql = overwrite_sql::<R>();
+        let mut q = sqlx::query(&sql)
+            .bind(record.key().to_owned())
+            .bind(record.encode()?);
+        for value in record.columns() {
+            q = bind(q, value);
+        }
+        match q.fetch_optional(&self.write).await.map_err(db_error)? {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NotFound {
+                kind: R::TABLE.kind,
+                key: record.key().to_owned(),
+            }),
+        }
+    }
+
     async fn get<R: Record>(&self, key: &str) -> Result<Option<Versioned<R>>, StoreError> {
         let row = sqlx::query(&select_sql::<R>())
             .bind(key.to_owned())
@@ -239,7 +309,9 @@ where
     }
 
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
-        for pool in [&self.write, &self.read] {
+        // The audit log's write connection is held by its writer; its read pool is enough to
+        // know that database answers.
+        for pool in [&self.write, &self.read, &self.audit.read] {
             sqlx::query("SELECT 1")
                 .execute(pool)
                 .await
@@ -441,10 +513,26 @@ where
     ) -> Result<Version, StoreError> {
         self.update(grant, expected).await
     }
+
+    pub(crate) async fn insert_signing_key(&self, key: &SealedKey) -> Result<(), StoreError> {
+        self.insert(key).await
+    }
+
+    pub(crate) async fn signing_keys(
+        &self,
+        purpose: KeyPurpose,
+    ) -> Result<Vec<SealedKey>, StoreError> {
+        self.list(vec![("purpose", Value::Text(purpose.as_str().to_owned()))])
+            .await
+    }
+
+    pub(crate) async fn update_signing_key(&self, key: &SealedKey) -> Result<(), StoreError> {
+        self.overwrite(key).await
+    }
 }
 
-/// Implements [`crate::Store`] for an adapter whose `sql` field is a [`SqlStore`], so both
-/// adapters share one implementation.
+/// Implements [`crate::Store`], [`crate::AuditStore`] and [`rein_audit::AuditSink`] for an
+/// adapter whose `sql` field is a [`SqlStore`], so both adapters share one implementation.
 macro_rules! delegate_store {
     ($adapter:ty) => {
         #[async_trait::async_trait]
@@ -607,6 +695,81 @@ macro_rules! delegate_store {
                 expected: $crate::Version,
             ) -> Result<$crate::Version, $crate::StoreError> {
                 self.sql.update_grant(grant, expected).await
+            }
+
+            async fn insert_signing_key(
+                &self,
+                key: &rein_keys::SealedKey,
+            ) -> Result<(), $crate::StoreError> {
+                self.sql.insert_signing_key(key).await
+            }
+            async fn signing_keys(
+                &self,
+                purpose: rein_keys::KeyPurpose,
+            ) -> Result<Vec<rein_keys::SealedKey>, $crate::StoreError> {
+                self.sql.signing_keys(purpose).await
+            }
+            async fn update_signing_key(
+                &self,
+                key: &rein_keys::SealedKey,
+            ) -> Result<(), $crate::StoreError> {
+                self.sql.update_signing_key(key).await
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl rein_audit::AuditSink for $adapter {
+            async fn head(&self) -> Result<Option<(u64, rein_audit::Hash)>, rein_audit::SinkError> {
+                self.sql.audit_head().await
+            }
+            async fn append(
+                &self,
+                records: &[rein_audit::Record],
+            ) -> Result<(), rein_audit::SinkError> {
+                self.sql.audit_append(records).await
+            }
+            async fn append_checkpoint(
+                &self,
+                checkpoint: &rein_audit::Checkpoint,
+            ) -> Result<(), rein_audit::SinkError> {
+                self.sql.audit_append_checkpoint(checkpoint).await
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::AuditStore for $adapter {
+            async fn audit_records(
+                &self,
+                filter: &$crate::AuditFilter,
+                after_seq: Option<u64>,
+                limit: u32,
+            ) -> Result<Vec<rein_audit::Record>, $crate::StoreError> {
+                self.sql.audit_records(filter, after_seq, limit).await
+            }
+            async fn audit_latest(
+                &self,
+                filter: &$crate::AuditFilter,
+                limit: u32,
+            ) -> Result<Vec<rein_audit::Record>, $crate::StoreError> {
+                self.sql.audit_latest(filter, limit).await
+            }
+            async fn audit_record(
+                &self,
+                seq: u64,
+            ) -> Result<Option<rein_audit::Record>, $crate::StoreError> {
+                self.sql.audit_record(seq).await
+            }
+            async fn audit_scan(
+                &self,
+                after_seq: u64,
+                limit: u32,
+            ) -> Result<Vec<$crate::AuditRow>, $crate::StoreError> {
+                self.sql.audit_scan(after_seq, limit).await
+            }
+            async fn audit_checkpoints(
+                &self,
+            ) -> Result<Vec<rein_audit::Checkpoint>, $crate::StoreError> {
+                self.sql.audit_checkpoints().await
             }
         }
     };

@@ -95,10 +95,35 @@ impl Harness {
         };
     }
 
+    /// A second store over the same database, as another replica would open it. SQLite is
+    /// written by one process, so its "replica" is the same store.
+    async fn replica(&self) -> Arc<dyn Store> {
+        match &self.backend {
+            Backend::Sqlite { .. } => self.store.clone(),
+            Backend::Postgres { url, schema } => {
+                Arc::new(PgStore::connect_with_schema(url, schema).await.unwrap())
+            }
+        }
+    }
+
     /// Runs raw SQL on the store's database, bypassing the store (to damage records).
     async fn execute_raw(&self, sql: &str, binds: &[&str]) {
+        self.execute_raw_in(false, sql, binds).await;
+    }
+
+    /// Runs raw SQL on the database holding the audit log (on SQLite a file of its own).
+    async fn execute_raw_audit(&self, sql: &str, binds: &[&str]) {
+        self.execute_raw_in(true, sql, binds).await;
+    }
+
+    async fn execute_raw_in(&self, audit: bool, sql: &str, binds: &[&str]) {
         match &self.backend {
             Backend::Sqlite { path, .. } => {
+                let path = if audit {
+                    SqliteStore::audit_path(path)
+                } else {
+                    path.clone()
+                };
                 let mut conn = SqliteConnectOptions::new()
                     .filename(path)
                     .connect()
@@ -143,7 +168,7 @@ macro_rules! conformance {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $test() {
-                    let mut h = super::Harness::sqlite().await;
+                    let mut h = crate::Harness::sqlite().await;
                     super::$test(&mut h).await;
                 }
             )*
@@ -153,7 +178,7 @@ macro_rules! conformance {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $test() {
-                    let Some(mut h) = super::Harness::postgres().await else { return };
+                    let Some(mut h) = crate::Harness::postgres().await else { return };
                     super::$test(&mut h).await;
                     h.cleanup().await;
                 }
@@ -184,6 +209,10 @@ conformance!(
     records_survive_reopen,
     concurrent_compare_and_swap_loses_no_update,
 );
+
+/// The audit log's storage and the signing keys.
+#[path = "conformance/audit.rs"]
+mod audit;
 
 // === fixtures ===
 
