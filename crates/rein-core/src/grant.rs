@@ -406,6 +406,21 @@ impl Grant {
         Ok(())
     }
 
+    /// Persists an expiry that [`Grant::status_at`] already reports: a requested or active
+    /// grant past `expires_at` becomes `expired`.
+    pub fn expire(&mut self, now: Timestamp) -> Result<(), DomainError> {
+        if self.status_at(now) != GrantStatus::Expired || self.status == GrantStatus::Expired {
+            return Err(DomainError::InvalidTransition {
+                entity: "grant",
+                transition: "expire",
+                state: self.status_at(now).as_str().to_owned(),
+            });
+        }
+        self.status = GrantStatus::Expired;
+        self.updated_at = now;
+        Ok(())
+    }
+
     /// Whether the grant lets its agent perform `action` at `now`: active, not expired, the
     /// action granted, and inside the schedule if there is one.
     pub fn covers(&self, action: &ActionName, now: Timestamp) -> bool {

@@ -9,7 +9,9 @@ use rein_core::DomainError;
 use rein_store::AgentFilter;
 use serde::{Deserialize, Serialize};
 
-use crate::{modify, Error, Registry};
+use rein_audit::EventType;
+
+use crate::{audit, Error, Registry};
 
 /// An agent to create. Its SPIFFE ID is built from team, name and environment.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -139,7 +141,14 @@ impl Registry {
         if status == AgentStatus::Active {
             agent.check_activation(&self.config.protected_environments)?;
         }
-        self.store.insert_agent(&agent).await?;
+        let event = audit::agent_event(EventType::AgentCreated, actor, &agent, None);
+        self.create(
+            "agent",
+            agent.id.as_str(),
+            event,
+            self.store.insert_agent(&agent),
+        )
+        .await?;
         Ok(agent)
     }
 
@@ -169,7 +178,7 @@ impl Registry {
         let now = self.now();
         let protected = &self.config.protected_environments;
         let store = &self.store;
-        modify(
+        self.modify(
             "agent",
             id.as_str(),
             || store.agent(id),
@@ -210,6 +219,7 @@ impl Registry {
                 a.updated_at = now;
                 Ok(())
             },
+            |a| audit::agent_event(EventType::AgentUpdated, actor, a, None),
         )
         .await
     }
@@ -224,7 +234,7 @@ impl Registry {
         check_reason(reason)?;
         let now = self.now();
         let store = &self.store;
-        modify(
+        self.modify(
             "agent",
             id.as_str(),
             || store.agent(id),
@@ -233,6 +243,7 @@ impl Registry {
                 actor.require_agent_revoker(a, "suspend it")?;
                 Ok(a.suspend(&actor.user, now, reason)?)
             },
+            |a| audit::agent_event(EventType::AgentSuspended, actor, a, Some(reason)),
         )
         .await
     }
@@ -248,7 +259,7 @@ impl Registry {
         let now = self.now();
         let protected = &self.config.protected_environments;
         let store = &self.store;
-        modify(
+        self.modify(
             "agent",
             id.as_str(),
             || store.agent(id),
@@ -257,6 +268,7 @@ impl Registry {
                 actor.require_agent_revoker(a, "resume it")?;
                 Ok(a.resume(&actor.user, now, reason, protected)?)
             },
+            |a| audit::agent_event(EventType::AgentResumed, actor, a, Some(reason)),
         )
         .await
     }
@@ -272,17 +284,19 @@ impl Registry {
         check_reason(reason)?;
         let now = self.now();
         let store = &self.store;
-        let agent = modify(
-            "agent",
-            id.as_str(),
-            || store.agent(id),
-            |a, v| async move { store.update_agent(&a, v).await },
-            |a| {
-                actor.require_agent_retirer(a)?;
-                Ok(a.retire(&actor.user, now, reason)?)
-            },
-        )
-        .await?;
+        let agent = self
+            .modify(
+                "agent",
+                id.as_str(),
+                || store.agent(id),
+                |a, v| async move { store.update_agent(&a, v).await },
+                |a| {
+                    actor.require_agent_retirer(a)?;
+                    Ok(a.retire(&actor.user, now, reason)?)
+                },
+                |a| audit::agent_event(EventType::AgentRetired, actor, a, Some(reason)),
+            )
+            .await?;
         let grants = store
             .grants(&rein_store::GrantFilter {
                 agent: Some(id.clone()),
@@ -296,7 +310,7 @@ impl Registry {
                 GrantStatus::Requested | GrantStatus::Active
             )
         }) {
-            modify(
+            self.modify(
                 "grant",
                 g.id.as_str(),
                 || store.grant(&g.id),
@@ -307,6 +321,7 @@ impl Registry {
                     }
                     _ => Ok(()),
                 },
+                |g| audit::grant_event(EventType::GrantRevoked, actor, g, Some(&why)),
             )
             .await?;
         }
@@ -331,12 +346,17 @@ impl Registry {
             added_by: actor.user.clone(),
         };
         let store = &self.store;
-        modify(
+        self.modify(
             "agent",
             id.as_str(),
             || store.agent(id),
             |a, v| async move { store.update_agent(&a, v).await },
             |a| Ok(a.add_key(key.clone())?),
+            |a| {
+                let mut e = audit::agent_event(EventType::AgentKeyAdded, actor, a, None);
+                e.details.insert("kid".into(), key.kid.clone());
+                e
+            },
         )
         .await?;
         Ok(key)
@@ -356,7 +376,7 @@ impl Registry {
         }
         let now = self.now();
         let store = &self.store;
-        modify(
+        self.modify(
             "agent",
             id.as_str(),
             || store.agent(id),
@@ -372,6 +392,11 @@ impl Registry {
                 }
                 a.updated_at = now;
                 Ok(())
+            },
+            |a| {
+                let mut e = audit::agent_event(EventType::AgentKeyRemoved, actor, a, None);
+                e.details.insert("kid".into(), kid.to_owned());
+                e
             },
         )
         .await

@@ -36,6 +36,12 @@ pub enum Error {
         /// Its key.
         key: String,
     },
+    /// The audit log could not record the operation durably, so it was refused (fail closed).
+    #[error("refused: the audit log is unavailable")]
+    AuditUnavailable(String),
+    /// Rein's own key material could not be opened (wrong master key or tampered record).
+    #[error("signing key unavailable: {0}")]
+    Keys(String),
     /// The store failed; nothing is known to have changed.
     #[error("store unavailable")]
     Store(#[source] StoreError),
@@ -61,6 +67,8 @@ impl ErrorCode for Error {
             Self::AlreadyExists { .. } => "already-exists",
             Self::Contended { .. } => "conflict",
             Self::Store(_) => "store-unavailable",
+            Self::AuditUnavailable(_) => "audit-unavailable",
+            Self::Keys(_) => "keys-unavailable",
         }
     }
 }

@@ -6,7 +6,9 @@ use rein_core::grant::{Grant, GrantRequest, GrantStatus};
 use rein_core::id::GrantId;
 use rein_store::GrantFilter;
 
-use crate::{modify, Error, Registry};
+use rein_audit::EventType;
+
+use crate::{audit, Error, Registry};
 
 impl Registry {
     fn effective(&self, mut grant: Grant) -> Grant {
@@ -77,7 +79,14 @@ impl Registry {
             &actor.user,
             self.now(),
         )?;
-        self.store.insert_grant(&grant).await?;
+        let event = audit::grant_event(EventType::GrantRequested, actor, &grant, None);
+        self.create(
+            "grant",
+            grant.id.as_str(),
+            event,
+            self.store.insert_grant(&grant),
+        )
+        .await?;
         Ok(grant)
     }
 
@@ -112,17 +121,19 @@ impl Registry {
         let approvers = self.system_approvers(&self.load_grant(id).await?).await?;
         let now = self.now();
         let store = &self.store;
-        let grant = modify(
-            "grant",
-            id.as_str(),
-            || store.grant(id),
-            |g, v| async move { store.update_grant(&g, v).await },
-            |g| {
-                g.approve(actor, &approvers, comment, now)?;
-                Ok(())
-            },
-        )
-        .await?;
+        let grant = self
+            .modify(
+                "grant",
+                id.as_str(),
+                || store.grant(id),
+                |g, v| async move { store.update_grant(&g, v).await },
+                |g| {
+                    g.approve(actor, &approvers, comment, now)?;
+                    Ok(())
+                },
+                |g| audit::grant_event(EventType::GrantApproved, actor, g, None),
+            )
+            .await?;
         Ok(self.effective(grant))
     }
 
@@ -136,14 +147,16 @@ impl Registry {
         let approvers = self.system_approvers(&self.load_grant(id).await?).await?;
         let now = self.now();
         let store = &self.store;
-        let grant = modify(
-            "grant",
-            id.as_str(),
-            || store.grant(id),
-            |g, v| async move { store.update_grant(&g, v).await },
-            |g| Ok(g.deny(actor, &approvers, reason, now)?),
-        )
-        .await?;
+        let grant = self
+            .modify(
+                "grant",
+                id.as_str(),
+                || store.grant(id),
+                |g, v| async move { store.update_grant(&g, v).await },
+                |g| Ok(g.deny(actor, &approvers, reason, now)?),
+                |g| audit::grant_event(EventType::GrantDenied, actor, g, Some(reason)),
+            )
+            .await?;
         Ok(self.effective(grant))
     }
 
@@ -176,17 +189,60 @@ impl Registry {
             .value;
         let now = self.now();
         let store = &self.store;
-        let grant = modify(
-            "grant",
-            id.as_str(),
-            || store.grant(id),
-            |g, v| async move { store.update_grant(&g, v).await },
-            |g| {
-                actor.require_grant_revoker(&agent, &system, &g.revokers)?;
-                Ok(g.revoke(&actor.user, reason, now)?)
-            },
-        )
-        .await?;
+        let grant = self
+            .modify(
+                "grant",
+                id.as_str(),
+                || store.grant(id),
+                |g, v| async move { store.update_grant(&g, v).await },
+                |g| {
+                    actor.require_grant_revoker(&agent, &system, &g.revokers)?;
+                    Ok(g.revoke(&actor.user, reason, now)?)
+                },
+                |g| audit::grant_event(EventType::GrantRevoked, actor, g, Some(reason)),
+            )
+            .await?;
         Ok(self.effective(grant))
+    }
+
+    /// Records and persists the expiry of every requested or active grant past `expires_at`;
+    /// returns how many expired. Run periodically: a grant is already treated as expired at
+    /// read and decision time, this makes it visible in the audit log and the store.
+    pub async fn expire_grants(&self) -> Result<usize, Error> {
+        let now = self.now();
+        let store = &self.store;
+        let mut expired = 0;
+        for status in [GrantStatus::Requested, GrantStatus::Active] {
+            let due = store
+                .grants(&GrantFilter {
+                    status: Some(status),
+                    ..GrantFilter::default()
+                })
+                .await?;
+            for g in due.into_iter().filter(|g| g.expires_at <= now) {
+                let done = self
+                    .modify(
+                        "grant",
+                        g.id.as_str(),
+                        || store.grant(&g.id),
+                        |g, v| async move { store.update_grant(&g, v).await },
+                        |g| Ok(g.expire(now)?),
+                        |g| {
+                            audit::grant_event_by_rein(
+                                EventType::GrantExpired,
+                                g,
+                                Some("reached expires_at"),
+                            )
+                        },
+                    )
+                    .await;
+                match done {
+                    Ok(_) => expired += 1,
+                    Err(Error::Domain(_)) => {} // changed meanwhile (revoked, already expired)
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(expired)
     }
 }

@@ -7,8 +7,11 @@
 //! the race. Nothing here knows HTTP.
 
 mod agents;
+mod audit;
+mod audit_read;
 mod error;
 mod grants;
+pub mod keys;
 mod systems;
 mod teams;
 mod tokens;
@@ -17,10 +20,15 @@ mod users;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use rein_audit::AuditLog;
 use rein_core::id::{Environment, PrincipalRef, TrustDomain};
-use rein_store::{Store, StoreError, Version, Versioned};
+use rein_store::Store;
 
 pub use agents::{AgentPatch, NewAgent};
+pub use audit_read::{
+    verify_audit_chain, ApprovalTrail, AuditPage, GrantApprovals, Ownership, Revokers, Why,
+    MAX_AUDIT_PAGE,
+};
 pub use error::Error;
 pub use systems::{NewSystem, SystemPatch};
 pub use teams::{NewTeam, TeamPatch};
@@ -72,30 +80,41 @@ impl Default for RegistryConfig {
     }
 }
 
-/// How often a compare-and-swap write is retried against concurrent writers before giving up.
-const CAS_ATTEMPTS: usize = 16;
-
 /// The registry service.
 #[derive(Clone)]
 pub struct Registry {
     store: Arc<dyn Store>,
     config: Arc<RegistryConfig>,
     clock: Arc<dyn Clock>,
+    audit: AuditLog,
+    locks: Arc<audit::Locks>,
 }
 
 impl Registry {
-    /// A registry over `store`.
-    pub fn new(store: Arc<dyn Store>, config: RegistryConfig, clock: Arc<dyn Clock>) -> Self {
+    /// A registry over `store`, recording every change in `audit`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: RegistryConfig,
+        clock: Arc<dyn Clock>,
+        audit: AuditLog,
+    ) -> Self {
         Self {
             store,
             config: Arc::new(config),
             clock,
+            audit,
+            locks: Arc::new(audit::Locks::new()),
         }
     }
 
     /// The settings in force.
     pub fn config(&self) -> &RegistryConfig {
         &self.config
+    }
+
+    /// The audit log every change is recorded in.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
     }
 
     /// The underlying store (for readiness checks).
@@ -151,37 +170,11 @@ impl Registry {
     }
 }
 
-/// Reads a record, applies `change` to a copy and writes it back if nobody else wrote in between;
-/// on a lost race, re-reads and re-applies `change` to the new state.
-async fn modify<T, Read, ReadFut, Write, WriteFut, Change>(
-    kind: &'static str,
-    key: &str,
-    read: Read,
-    write: Write,
-    mut change: Change,
-) -> Result<T, Error>
-where
-    T: Clone,
-    Read: Fn() -> ReadFut,
-    ReadFut: std::future::Future<Output = Result<Option<Versioned<T>>, StoreError>>,
-    Write: Fn(T, Version) -> WriteFut,
-    WriteFut: std::future::Future<Output = Result<Version, StoreError>>,
-    Change: FnMut(&mut T) -> Result<(), Error>,
-{
-    for _ in 0..CAS_ATTEMPTS {
-        let Versioned { mut value, version } = read().await?.ok_or_else(|| Error::NotFound {
-            kind,
-            key: key.to_owned(),
-        })?;
-        change(&mut value)?;
-        match write(value.clone(), version).await {
-            Ok(_) => return Ok(value),
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
+/// The actor for a user record (used where there is no token yet, as in bootstrap).
+pub(crate) fn actor_for(user: &rein_core::user::User) -> rein_core::authz::Actor {
+    rein_core::authz::Actor {
+        user: user.name.clone(),
+        role: user.role,
+        teams: Default::default(),
     }
-    Err(Error::Contended {
-        kind,
-        key: key.to_owned(),
-    })
 }

@@ -8,7 +8,9 @@ use rein_core::system::{ActionSpec, Classification, System};
 use rein_core::DomainError;
 use serde::{Deserialize, Serialize};
 
-use crate::{modify, Error, Registry};
+use rein_audit::EventType;
+
+use crate::{audit, Error, Registry};
 
 /// Most actions one system may declare.
 const MAX_ACTIONS: usize = 1024;
@@ -98,7 +100,14 @@ impl Registry {
             created_at: now,
             updated_at: now,
         };
-        self.store.insert_system(&system).await?;
+        let event = audit::system_event(EventType::SystemCreated, actor, &system);
+        self.create(
+            "system",
+            system.name.as_str(),
+            event,
+            self.store.insert_system(&system),
+        )
+        .await?;
         Ok(system)
     }
 
@@ -138,7 +147,7 @@ impl Registry {
         }
         let now = self.now();
         let store = &self.store;
-        modify(
+        self.modify(
             "system",
             name.as_str(),
             || store.system(name),
@@ -162,6 +171,7 @@ impl Registry {
                 s.updated_at = now;
                 Ok(())
             },
+            |s| audit::system_event(EventType::SystemUpdated, actor, s),
         )
         .await
     }

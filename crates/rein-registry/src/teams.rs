@@ -8,7 +8,9 @@ use rein_core::team::Team;
 use rein_core::DomainError;
 use serde::{Deserialize, Serialize};
 
-use crate::{modify, Error, Registry};
+use rein_audit::EventType;
+
+use crate::{audit, Error, Registry};
 
 /// A team to create.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -61,7 +63,17 @@ impl Registry {
             members: new.members,
             created_at: self.now(),
         };
-        self.store.insert_team(&team).await?;
+        let mut event = audit::change(EventType::TeamCreated, actor, team.name.as_str());
+        event
+            .details
+            .insert("members".into(), audit::joined(&team.members));
+        self.create(
+            "team",
+            team.name.as_str(),
+            event,
+            self.store.insert_team(&team),
+        )
+        .await?;
         Ok(team)
     }
 
@@ -105,7 +117,7 @@ impl Registry {
         )
         .await?;
         let store = &self.store;
-        modify(
+        self.modify(
             "team",
             name.as_str(),
             || store.team(name),
@@ -117,6 +129,12 @@ impl Registry {
                 t.members.extend(patch.add_members.iter().cloned());
                 t.members.retain(|m| !patch.remove_members.contains(m));
                 Ok(())
+            },
+            |t| {
+                let mut e = audit::change(EventType::TeamUpdated, actor, t.name.as_str());
+                e.details
+                    .insert("members".into(), audit::joined(&t.members));
+                e
             },
         )
         .await

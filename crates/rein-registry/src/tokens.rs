@@ -14,7 +14,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::{Error, Registry};
+use rein_audit::EventType;
+use rein_store::StoreError;
+
+use crate::{audit, Error, Registry};
 
 const PREFIX: &str = "rein_";
 const ID_HEX_LEN: usize = 16;
@@ -166,7 +169,13 @@ impl Registry {
                 key: user.to_string(),
             })?;
         let issued = mint(user, &actor.user, req.description, self.now(), req.ttl_days);
-        self.store.insert_api_token(&issued.metadata).await?;
+        self.create(
+            "api_token",
+            &issued.metadata.id,
+            audit::token_issued(actor, &issued.metadata),
+            self.store.insert_api_token(&issued.metadata),
+        )
+        .await?;
         Ok(issued.without_hash())
     }
 
@@ -191,21 +200,39 @@ impl Registry {
     ) -> Result<(), Error> {
         actor.require_self_or_admin(user)?;
         let token = self.store.api_token(id).await?.filter(|t| t.user == *user);
-        if token.is_none() {
+        let Some(token) = token else {
             return Err(Error::NotFound {
                 kind: "token",
                 key: id.to_owned(),
             });
+        };
+        let already = || DomainError::InvalidTransition {
+            entity: "token",
+            transition: "revoke",
+            state: "revoked".into(),
+        };
+        if token.revoked_at.is_some() {
+            return Err(already().into());
         }
-        if !self.store.revoke_api_token(id, self.now()).await? {
-            return Err(DomainError::InvalidTransition {
-                entity: "token",
-                transition: "revoke",
-                state: "revoked".into(),
+        let mut event = audit::change(EventType::ApiTokenRevoked, actor, id);
+        event.details.insert("user".into(), user.to_string());
+        let store = &self.store;
+        let now = self.now();
+        self.create("api_token", id, event, async move {
+            if store.revoke_api_token(id, now).await? {
+                Ok(())
+            } else {
+                Err(StoreError::Conflict {
+                    kind: "api_token",
+                    key: id.to_owned(),
+                })
             }
-            .into());
-        }
-        Ok(())
+        })
+        .await
+        .map_err(|e| match e {
+            Error::Contended { .. } => already().into(),
+            other => other,
+        })
     }
 }
 

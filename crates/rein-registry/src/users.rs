@@ -7,7 +7,9 @@ use rein_core::DomainError;
 use serde::{Deserialize, Serialize};
 
 use crate::tokens::{mint, IssuedToken};
-use crate::{modify, Error, Registry};
+use rein_audit::EventType;
+
+use crate::{audit, Error, Registry};
 
 /// A user to create.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -67,9 +69,20 @@ impl Registry {
             disabled: false,
             created_at: now,
         };
-        self.store.insert_user(&user).await?;
+        let actor = crate::actor_for(&user);
+        let mut event = audit::change(EventType::UserCreated, &actor, name.as_str());
+        event.reason = Some("initial administrator created by rein init".into());
+        event.details.insert("role".into(), "admin".into());
+        self.create("user", name.as_str(), event, self.store.insert_user(&user))
+            .await?;
         let issued = mint(name, name, "created by rein init".into(), now, None);
-        self.store.insert_api_token(&issued.metadata).await?;
+        self.create(
+            "api_token",
+            &issued.metadata.id,
+            audit::token_issued(&actor, &issued.metadata),
+            self.store.insert_api_token(&issued.metadata),
+        )
+        .await?;
         Ok(issued.without_hash())
     }
 
@@ -86,7 +99,17 @@ impl Registry {
             disabled: false,
             created_at: self.now(),
         };
-        self.store.insert_user(&user).await?;
+        let mut event = audit::change(EventType::UserCreated, actor, user.name.as_str());
+        event
+            .details
+            .insert("role".into(), format!("{:?}", user.role).to_lowercase());
+        self.create(
+            "user",
+            user.name.as_str(),
+            event,
+            self.store.insert_user(&user),
+        )
+        .await?;
         Ok(user)
     }
 
@@ -131,7 +154,7 @@ impl Registry {
             check_short("email", e)?;
         }
         let store = &self.store;
-        modify(
+        self.modify(
             "user",
             name.as_str(),
             || store.user(name),
@@ -150,6 +173,13 @@ impl Registry {
                     u.disabled = d;
                 }
                 Ok(())
+            },
+            |u| {
+                let mut e = audit::change(EventType::UserUpdated, actor, u.name.as_str());
+                e.details
+                    .insert("role".into(), format!("{:?}", u.role).to_lowercase());
+                e.details.insert("disabled".into(), u.disabled.to_string());
+                e
             },
         )
         .await

@@ -1,0 +1,263 @@
+//! How registry changes reach the audit log: write-ahead, then the change.
+//!
+//! A change is recorded durably *before* it is written to the store, so nothing changes without
+//! its record: if the audit log cannot take the record, the operation is refused
+//! ([`Error::AuditUnavailable`]). Writers of one record are serialised within this node (striped
+//! locks), so the compare-and-swap that follows normally succeeds. If it does not — another
+//! replica won the race, or the store failed — a second record with outcome `failure` says the
+//! first was not applied (`details.supersedes` names its sequence number), and the change is
+//! retried or refused.
+
+use std::collections::hash_map::DefaultHasher;
+use std::future::Future;
+use std::hash::{Hash as _, Hasher as _};
+
+use rein_audit::{ActorKind, Event, EventType, Receipt};
+use rein_core::authz::Actor;
+use rein_store::{StoreError, Version, Versioned};
+
+use crate::{Error, Registry};
+
+/// How often a compare-and-swap write is retried against concurrent writers before giving up.
+const CAS_ATTEMPTS: usize = 16;
+
+/// Striped per-record locks: writers of one record on this node take turns.
+pub(crate) struct Locks(Vec<tokio::sync::Mutex<()>>);
+
+impl Locks {
+    pub(crate) fn new() -> Self {
+        Self((0..64).map(|_| tokio::sync::Mutex::new(())).collect())
+    }
+
+    async fn lock(&self, kind: &str, key: &str) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        let mut h = DefaultHasher::new();
+        (kind, key).hash(&mut h);
+        let stripe = (h.finish() % self.0.len() as u64) as usize;
+        Some(self.0.get(stripe)?.lock().await)
+    }
+}
+
+/// The audit actor for a user.
+pub(crate) fn user(actor: &Actor) -> rein_audit::Actor {
+    rein_audit::Actor {
+        kind: ActorKind::User,
+        id: actor.user.to_string(),
+    }
+}
+
+/// A successful change by `actor` about `subject`.
+pub(crate) fn change(event_type: EventType, actor: &Actor, subject: &str) -> Event {
+    change_by(event_type, user(actor), subject)
+}
+
+fn change_by(event_type: EventType, by: rein_audit::Actor, subject: &str) -> Event {
+    let mut e = Event::new(event_type, by, "success");
+    e.subject = Some(subject.to_owned());
+    e
+}
+
+impl Registry {
+    /// Appends `event` durably, or refuses.
+    pub(crate) async fn record(&self, event: Event) -> Result<Receipt, Error> {
+        self.audit
+            .append(event)
+            .await
+            .map_err(|e| Error::AuditUnavailable(e.to_string()))
+    }
+
+    /// Records that the change recorded as `receipt` was not applied. Best effort: the caller is
+    /// already failing, and a failure here is logged.
+    async fn supersede(&self, receipt: Receipt, mut event: Event, why: &str) {
+        event.outcome = "failure".into();
+        event.reason = Some(why.to_owned());
+        event
+            .details
+            .insert("supersedes".into(), receipt.seq.to_string());
+        if let Err(e) = self.audit.append(event).await {
+            tracing::error!(error = %e, seq = receipt.seq, "could not record that an audited change was not applied");
+        }
+    }
+
+    /// Records `event`, then runs `insert`; records the failure if the insert fails.
+    pub(crate) async fn create<Fut>(
+        &self,
+        kind: &'static str,
+        key: &str,
+        event: Event,
+        insert: Fut,
+    ) -> Result<(), Error>
+    where
+        Fut: Future<Output = Result<(), StoreError>>,
+    {
+        let _turn = self.locks.lock(kind, key).await;
+        let receipt = self.record(event.clone()).await?;
+        if let Err(e) = insert.await {
+            let why = match &e {
+                StoreError::AlreadyExists { .. } => "not applied: it exists already",
+                _ => "not applied: the store failed",
+            };
+            self.supersede(receipt, event, why).await;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Reads a record, applies `change` to a copy, records the change described by `describe`,
+    /// and writes it back if nobody else wrote in between; after a lost race, re-reads and
+    /// re-applies `change` to the new state.
+    pub(crate) async fn modify<T, Read, ReadFut, Write, WriteFut, Change, Describe>(
+        &self,
+        kind: &'static str,
+        key: &str,
+        read: Read,
+        write: Write,
+        mut change: Change,
+        describe: Describe,
+    ) -> Result<T, Error>
+    where
+        T: Clone,
+        Read: Fn() -> ReadFut,
+        ReadFut: Future<Output = Result<Option<Versioned<T>>, StoreError>>,
+        Write: Fn(T, Version) -> WriteFut,
+        WriteFut: Future<Output = Result<Version, StoreError>>,
+        Change: FnMut(&mut T) -> Result<(), Error>,
+        Describe: Fn(&T) -> Event,
+    {
+        let _turn = self.locks.lock(kind, key).await;
+        for _ in 0..CAS_ATTEMPTS {
+            let Versioned { mut value, version } =
+                read().await?.ok_or_else(|| Error::NotFound {
+                    kind,
+                    key: key.to_owned(),
+                })?;
+            change(&mut value)?;
+            let event = describe(&value);
+            let receipt = self.record(event.clone()).await?;
+            match write(value.clone(), version).await {
+                Ok(_) => return Ok(value),
+                Err(StoreError::Conflict { .. }) => {
+                    self.supersede(
+                        receipt,
+                        event,
+                        "not applied: another writer changed the record first; retried",
+                    )
+                    .await;
+                }
+                Err(e) => {
+                    self.supersede(receipt, event, "not applied: the store failed")
+                        .await;
+                    return Err(e.into());
+                }
+            }
+        }
+        Err(Error::Contended {
+            kind,
+            key: key.to_owned(),
+        })
+    }
+}
+
+/// Comma-joined display of a set, for `details`.
+pub(crate) fn joined<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    items
+        .into_iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A personal API token was issued (its ID and owner, never the token).
+pub(crate) fn token_issued(actor: &Actor, token: &rein_core::user::ApiToken) -> Event {
+    let mut e = change(EventType::ApiTokenIssued, actor, &token.id);
+    e.details.insert("user".into(), token.user.to_string());
+    if let Some(exp) = token.expires_at {
+        e.details.insert("expires_at".into(), exp.to_rfc3339());
+    }
+    e
+}
+
+/// A system was registered or changed.
+pub(crate) fn system_event(
+    event_type: EventType,
+    actor: &Actor,
+    s: &rein_core::system::System,
+) -> Event {
+    let mut e = change(event_type, actor, s.name.as_str());
+    e.system = Some(s.name.to_string());
+    e.approvers = s.approvers.iter().map(ToString::to_string).collect();
+    e.details
+        .insert("environment".into(), s.environment.to_string());
+    e.details
+        .insert("owner_team".into(), s.owner_team.to_string());
+    e.details.insert("actions".into(), joined(s.actions.keys()));
+    e
+}
+
+/// An agent's lifecycle event, naming who is accountable for it at that moment.
+pub(crate) fn agent_event(
+    event_type: EventType,
+    actor: &Actor,
+    a: &rein_core::agent::Agent,
+    reason: Option<&str>,
+) -> Event {
+    let mut e = change(event_type, actor, a.id.as_str());
+    e.agent = Some(a.id.to_string());
+    e.reason = reason.map(str::to_owned);
+    e.approvers = a.roles.approvers.iter().map(ToString::to_string).collect();
+    e.revokers = a.roles.revokers.iter().map(ToString::to_string).collect();
+    e.details
+        .insert("status".into(), a.status.as_str().to_owned());
+    if let Some(owner) = &a.roles.business_owner {
+        e.details.insert("business_owner".into(), owner.to_string());
+    }
+    e.details
+        .insert("reviewers".into(), joined(&a.roles.reviewers));
+    e
+}
+
+/// A grant's lifecycle event: who approved it so far, who may revoke it.
+pub(crate) fn grant_event(
+    event_type: EventType,
+    actor: &Actor,
+    g: &rein_core::grant::Grant,
+    reason: Option<&str>,
+) -> Event {
+    grant_event_by(event_type, user(actor), g, reason)
+}
+
+/// A grant event by Rein itself (expiry).
+pub(crate) fn grant_event_by_rein(
+    event_type: EventType,
+    g: &rein_core::grant::Grant,
+    reason: Option<&str>,
+) -> Event {
+    grant_event_by(
+        event_type,
+        rein_audit::Actor {
+            kind: ActorKind::Rein,
+            id: "rein".into(),
+        },
+        g,
+        reason,
+    )
+}
+
+fn grant_event_by(
+    event_type: EventType,
+    by: rein_audit::Actor,
+    g: &rein_core::grant::Grant,
+    reason: Option<&str>,
+) -> Event {
+    let mut e = change_by(event_type, by, g.id.as_str());
+    e.agent = Some(g.agent.to_string());
+    e.system = Some(g.system.to_string());
+    e.reason = reason.map(str::to_owned);
+    e.approvers = g.approvals.iter().map(|a| a.by.to_string()).collect();
+    e.revokers = g.revokers.iter().map(ToString::to_string).collect();
+    e.details.insert("actions".into(), joined(&g.actions));
+    e.details
+        .insert("status".into(), g.status.as_str().to_owned());
+    e.details
+        .insert("expires_at".into(), g.expires_at.to_rfc3339());
+    e
+}
