@@ -61,6 +61,8 @@ fn classify(code: &str) -> (StatusCode, &'static str) {
         "unknown-action" => (StatusCode::UNPROCESSABLE_ENTITY, "Unknown action"),
         "invalid-key" => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid key"),
         "store-unavailable" => (StatusCode::SERVICE_UNAVAILABLE, "Store unavailable"),
+        "audit-unavailable" => (StatusCode::SERVICE_UNAVAILABLE, "Audit log unavailable"),
+        "keys-unavailable" => (StatusCode::SERVICE_UNAVAILABLE, "Signing keys unavailable"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "Internal error"),
     }
 }
@@ -127,6 +129,7 @@ impl From<rein_registry::Error> for ApiError {
         let detail = match &e {
             // Keep the cause for the log; a 5xx detail never reaches the client.
             rein_registry::Error::Store(cause) => format!("{e}: {cause}"),
+            rein_registry::Error::AuditUnavailable(cause) => format!("{e}: {cause}"),
             other => other.to_string(),
         };
         Self::new(e.code(), detail)
@@ -219,6 +222,8 @@ mod tests {
             ("already-exists", 409),
             ("conflict", 409),
             ("store-unavailable", 503),
+            ("audit-unavailable", 503),
+            ("keys-unavailable", 503),
             (MALFORMED_REQUEST, 400),
             (UNSUPPORTED_MEDIA_TYPE, 415),
             (PAYLOAD_TOO_LARGE, 413),

@@ -1,5 +1,5 @@
-//! Rein's HTTP API: the `/v1` management API over the [`Registry`], health and readiness,
-//! Prometheus metrics and the OpenAPI document.
+//! Rein's HTTP API: the `/v1` management API over the [`Registry`], the audit log (`/v1/audit…`,
+//! admins and auditors only), health and readiness, Prometheus metrics and the OpenAPI document.
 //!
 //! This crate only translates. A handler authenticates the caller (the `Authenticated`
 //! extractor, first argument of every `/v1` handler except the public OpenAPI document), parses
@@ -44,7 +44,7 @@ pub use error::Problem;
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::routes::{agents, grants, systems, teams, users};
+use crate::routes::{agents, audit, grants, systems, teams, users};
 
 /// The largest request body accepted, in bytes (1 MiB); larger bodies get 413.
 const BODY_LIMIT: usize = 1024 * 1024;
@@ -114,7 +114,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/grants/{id}", get(grants::get))
         .route("/v1/grants/{id}/approve", post(grants::approve))
         .route("/v1/grants/{id}/deny", post(grants::deny))
-        .route("/v1/grants/{id}/revoke", post(grants::revoke));
+        .route("/v1/grants/{id}/revoke", post(grants::revoke))
+        .route("/v1/audit", get(audit::list))
+        .route("/v1/audit/checkpoints", get(audit::checkpoints))
+        .route("/v1/audit/keys", get(audit::keys))
+        .route("/v1/audit/export", get(audit::export))
+        .route("/v1/audit/verify", get(audit::verify))
+        .route("/v1/audit/{seq}", get(audit::get))
+        .route("/v1/audit/{seq}/why", get(audit::why));
 
     let layers = ServiceBuilder::new()
         // Outermost: nothing below, including the trace layer, may print the token.

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "api/audit.rs"]
+mod audit;
 mod common;
 
 use std::sync::atomic::Ordering;
@@ -835,7 +837,7 @@ async fn every_v1_operation_requires_a_token() {
             }
         }
     }
-    assert_eq!(checked, 31);
+    assert_eq!(checked, 38);
     assert_eq!(doc["security"], json!([{"bearer": []}]));
 }
 
@@ -1627,6 +1629,13 @@ async fn health_readiness_metrics_and_openapi() {
             "/v1/grants/{id}/approve",
             "/v1/grants/{id}/deny",
             "/v1/grants/{id}/revoke",
+            "/v1/audit",
+            "/v1/audit/{seq}",
+            "/v1/audit/{seq}/why",
+            "/v1/audit/checkpoints",
+            "/v1/audit/keys",
+            "/v1/audit/export",
+            "/v1/audit/verify",
             "/v1/openapi.json",
         ] {
             assert!(paths.contains_key(p), "missing {p}");
@@ -1673,6 +1682,12 @@ async fn health_readiness_metrics_and_openapi() {
             "Jwk",
             "IssuedToken",
             "User",
+            "AuditPage",
+            "Record",
+            "Why",
+            "Checkpoint",
+            "CheckpointKeys",
+            "Verification",
         ] {
             assert!(schemas.contains_key(s), "missing schema {s}");
         }

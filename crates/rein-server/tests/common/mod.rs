@@ -10,21 +10,24 @@
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use rein_audit::{AuditSink, Checkpoint, Hash, LogConfig, Record, SinkError};
 use rein_core::agent::Agent;
 use rein_core::grant::Grant;
 use rein_core::id::{AgentId, GrantId, SystemName, TeamName, UserName};
 use rein_core::system::System;
 use rein_core::team::Team;
 use rein_core::user::{ApiToken, User};
-use rein_registry::{Registry, RegistryConfig, SystemClock};
+use rein_keys::{KeyPurpose, MasterKey, SealedKey};
+use rein_registry::{Clock, Registry, RegistryConfig};
 use rein_server::AppState;
 use rein_store::{
-    AgentFilter, GrantFilter, PgStore, SqliteStore, Store, StoreError, Version, Versioned,
+    AgentFilter, AuditFilter, AuditRow, AuditStore, GrantFilter, PgStore, SqliteStore, Store,
+    StoreError, Version, Versioned,
 };
 use reqwest::header::HeaderMap;
 use reqwest::Method;
@@ -140,10 +143,13 @@ async fn open_store(backend: &Backend) -> Option<(Arc<dyn Store>, Data)> {
 
 // === a store that can be switched off ===
 
-/// Wraps a real store; while `down` is set every call fails as if the database were gone.
+/// Wraps a real store; while `down` is set every call fails as if the database were gone, and
+/// while `audit_down` is set every audit append (records and checkpoints) fails as if the audit
+/// database were gone, everything else working.
 pub struct FlakyStore {
     inner: Arc<dyn Store>,
     pub down: AtomicBool,
+    pub audit_down: AtomicBool,
 }
 
 impl FlakyStore {
@@ -155,6 +161,66 @@ impl FlakyStore {
         } else {
             Ok(())
         }
+    }
+
+    fn check_sink(&self, appending: bool) -> Result<(), SinkError> {
+        if self.down.load(Ordering::SeqCst) || (appending && self.audit_down.load(Ordering::SeqCst))
+        {
+            Err(SinkError::Unavailable(
+                "disk full on secret-audit.internal".into(),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl AuditSink for FlakyStore {
+    async fn head(&self) -> Result<Option<(u64, Hash)>, SinkError> {
+        self.check_sink(false)?;
+        self.inner.head().await
+    }
+    async fn append(&self, records: &[Record]) -> Result<(), SinkError> {
+        self.check_sink(true)?;
+        self.inner.append(records).await
+    }
+    async fn append_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), SinkError> {
+        self.check_sink(true)?;
+        self.inner.append_checkpoint(checkpoint).await
+    }
+}
+
+#[async_trait]
+impl AuditStore for FlakyStore {
+    async fn audit_records(
+        &self,
+        filter: &AuditFilter,
+        after_seq: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<Record>, StoreError> {
+        self.check()?;
+        self.inner.audit_records(filter, after_seq, limit).await
+    }
+    async fn audit_latest(
+        &self,
+        filter: &AuditFilter,
+        limit: u32,
+    ) -> Result<Vec<Record>, StoreError> {
+        self.check()?;
+        self.inner.audit_latest(filter, limit).await
+    }
+    async fn audit_record(&self, seq: u64) -> Result<Option<Record>, StoreError> {
+        self.check()?;
+        self.inner.audit_record(seq).await
+    }
+    async fn audit_scan(&self, after_seq: u64, limit: u32) -> Result<Vec<AuditRow>, StoreError> {
+        self.check()?;
+        self.inner.audit_scan(after_seq, limit).await
+    }
+    async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        self.check()?;
+        self.inner.audit_checkpoints().await
     }
 }
 
@@ -200,9 +266,38 @@ delegate! {
         fn grant(&self, id: &GrantId) -> Option<Versioned<Grant>>;
         fn grants(&self, filter: &GrantFilter) -> Vec<Grant>;
         fn update_grant(&self, grant: &Grant, expected: Version) -> Version;
+        fn insert_signing_key(&self, key: &SealedKey) -> ();
+        fn signing_keys(&self, purpose: KeyPurpose) -> Vec<SealedKey>;
+        fn update_signing_key(&self, key: &SealedKey) -> ();
+}
+
+// === a clock tests can move ===
+
+/// The wall clock plus an offset the test can advance (to reach grant expiries without
+/// waiting).
+#[derive(Default)]
+pub struct TestClock {
+    offset_secs: AtomicI64,
+}
+
+impl TestClock {
+    /// Moves the clock forward.
+    pub fn advance(&self, by: chrono::Duration) {
+        self.offset_secs
+            .fetch_add(by.num_seconds(), Ordering::SeqCst);
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + chrono::Duration::seconds(self.offset_secs.load(Ordering::SeqCst))
+    }
 }
 
 // === the server ===
+
+/// Test servers sign an audit checkpoint after this many records.
+pub const CHECKPOINT_EVERY: u64 = 8;
 
 /// A client for a running server; cheap to clone into tasks.
 #[derive(Clone)]
@@ -217,6 +312,10 @@ pub struct Server {
     /// The first admin's token.
     pub admin: String,
     pub store: Arc<FlakyStore>,
+    /// The registry the server runs, for calls the API does not offer (the expiry sweep).
+    pub registry: Registry,
+    /// The registry's clock.
+    pub clock: Arc<TestClock>,
     shutdown: Option<oneshot::Sender<()>>,
     data: Data,
 }
@@ -238,11 +337,26 @@ impl Server {
         let store = Arc::new(FlakyStore {
             inner,
             down: AtomicBool::new(false),
+            audit_down: AtomicBool::new(false),
         });
+        // Checkpoints every few records, so tests see some.
+        let log_config = LogConfig {
+            checkpoint_every_records: CHECKPOINT_EVERY,
+            ..LogConfig::default()
+        };
+        let audit = rein_registry::keys::open_audit_log(
+            store.clone(),
+            &MasterKey::from_bytes(rand::random()),
+            log_config,
+        )
+        .await
+        .unwrap();
+        let clock = Arc::new(TestClock::default());
         let registry = Registry::new(
             store.clone(),
             RegistryConfig::default(),
-            Arc::new(SystemClock),
+            clock.clone(),
+            audit,
         );
         let admin = registry
             .bootstrap_admin(&"admin".parse().unwrap())
@@ -254,7 +368,7 @@ impl Server {
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(rein_server::serve(
             listener,
-            AppState::new(registry),
+            AppState::new(registry.clone()),
             async move {
                 let _ = rx.await;
             },
@@ -266,6 +380,8 @@ impl Server {
             },
             admin,
             store,
+            registry,
+            clock,
             shutdown: Some(tx),
             data,
         })
