@@ -71,6 +71,30 @@ pub struct Response {
     body: String,
 }
 
+/// A successful response whose body is read chunk by chunk.
+pub struct Stream {
+    response: reqwest::Response,
+    base: String,
+}
+
+impl Stream {
+    /// The next chunk of the body, or `None` at its end. A body that ends abnormally (the
+    /// server failed midway) is an error, never a silent end.
+    pub async fn chunk(&mut self) -> anyhow::Result<Option<impl AsRef<[u8]>>> {
+        self.response.chunk().await.map_err(|e| {
+            Local::new(
+                "unreachable",
+                format!(
+                    "the response from {} ended abnormally: {}",
+                    self.base,
+                    root_cause(&e)
+                ),
+            )
+            .into()
+        })
+    }
+}
+
 impl Response {
     /// The body parsed as JSON (`null` when empty).
     pub fn json(&self) -> anyhow::Result<Value> {
@@ -229,6 +253,47 @@ impl Client {
         query: &[(&str, Option<String>)],
         body: Option<&B>,
     ) -> anyhow::Result<Response> {
+        let response = self.start(method, path, query, body, None).await?;
+        let body = response.text().await.map_err(|e| {
+            Local::new(
+                "unreachable",
+                format!(
+                    "reading the response from {}: {}",
+                    self.base,
+                    root_cause(&e)
+                ),
+            )
+        })?;
+        Ok(Response { body })
+    }
+
+    /// `GET path?query` whose body is read as it arrives ([`Stream::chunk`]), for responses
+    /// too long to hold in memory or to wait for; `timeout` bounds the whole transfer.
+    pub async fn get_stream(
+        &self,
+        path: &str,
+        query: &[(&str, Option<String>)],
+        timeout: Duration,
+    ) -> anyhow::Result<Stream> {
+        let response = self
+            .start(Method::GET, path, query, None::<&()>, Some(timeout))
+            .await?;
+        Ok(Stream {
+            response,
+            base: self.base.clone(),
+        })
+    }
+
+    /// Sends a request and returns the response once its status is known to be a success; a
+    /// problem response becomes an [`ApiError`].
+    async fn start<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, Option<String>)],
+        body: Option<&B>,
+        timeout: Option<Duration>,
+    ) -> anyhow::Result<reqwest::Response> {
         let token = self.token.as_deref().ok_or_else(|| {
             Local::new(
                 "unauthenticated",
@@ -250,6 +315,9 @@ impl Client {
         if let Some(body) = body {
             request = request.json(body);
         }
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
         let response = request.send().await.map_err(|e| {
             Local::new(
                 "unreachable",
@@ -257,21 +325,16 @@ impl Client {
             )
         })?;
         let status = response.status();
-        let body = response.text().await.map_err(|e| {
-            Local::new(
-                "unreachable",
-                format!(
-                    "reading the response from {}: {}",
-                    self.base,
-                    root_cause(&e)
-                ),
-            )
-        })?;
         if status.is_success() {
-            Ok(Response { body })
-        } else {
-            Err(problem(status, &body).into())
+            return Ok(response);
         }
+        let body = response.text().await.unwrap_or_default();
+        Err(problem(status, &body).into())
+    }
+
+    /// The output format chosen with `--output`.
+    pub fn output(&self) -> Output {
+        self.output
     }
 
     /// Prints a response: its body as-is for `--output json`, otherwise `render`ed from JSON.

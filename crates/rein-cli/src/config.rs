@@ -6,8 +6,10 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
+use rein_audit::LogConfig;
 use rein_core::id::{Environment, TrustDomain};
 use rein_registry::RegistryConfig;
 use rein_store::{SqliteStore, Store};
@@ -33,6 +35,17 @@ pub struct FileConfig {
     production_environments: Option<Vec<Environment>>,
     listen: Option<SocketAddr>,
     database_url: Option<String>,
+    grant_expiry_sweep_seconds: Option<u64>,
+    #[serde(default)]
+    audit: AuditFileConfig,
+}
+
+/// The `[audit]` table of `rein.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFileConfig {
+    checkpoint_every_records: Option<u64>,
+    checkpoint_every_seconds: Option<u64>,
 }
 
 impl FileConfig {
@@ -89,6 +102,15 @@ pub struct Overrides {
         value_name = "ENV,…"
     )]
     pub production_environments: Option<Vec<Environment>>,
+    /// Sign an audit checkpoint after this many records. [default: 10000]
+    #[arg(long, env = "REIN_AUDIT_CHECKPOINT_EVERY_RECORDS", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub audit_checkpoint_every_records: Option<u64>,
+    /// …or after this many seconds, whichever comes first. [default: 60]
+    #[arg(long, env = "REIN_AUDIT_CHECKPOINT_EVERY_SECONDS", value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub audit_checkpoint_every_seconds: Option<u64>,
+    /// How often the server records and persists grant expiries, in seconds. [default: 30]
+    #[arg(long, env = "REIN_GRANT_EXPIRY_SWEEP_SECONDS", value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub grant_expiry_sweep_seconds: Option<u64>,
 }
 
 /// Where the records live.
@@ -128,6 +150,23 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// The store.
     pub database: Database,
+    /// The audit log's appender settings.
+    pub audit: LogConfig,
+    /// How often grant expiries are swept.
+    pub expiry_sweep: Duration,
+}
+
+/// Checkpoint every 10 000 records or 60 s; sweep expiries every 30 s.
+const DEFAULT_CHECKPOINT_EVERY_RECORDS: u64 = 10_000;
+const DEFAULT_CHECKPOINT_EVERY_SECONDS: u64 = 60;
+const DEFAULT_EXPIRY_SWEEP_SECONDS: u64 = 30;
+
+/// A positive number of something from the file, or an `invalid-config` error.
+fn positive(key: &str, value: Option<u64>) -> anyhow::Result<Option<u64>> {
+    match value {
+        Some(0) => Err(Local::new("invalid-config", format!("`{key}` must be at least 1")).into()),
+        other => Ok(other),
+    }
 }
 
 impl Settings {
@@ -181,10 +220,37 @@ impl Settings {
             Some(url) => Database::Url(url),
             None => Database::Sqlite(data_dir.join(SQLITE_FILE)),
         };
+        let every_records = overrides
+            .audit_checkpoint_every_records
+            .or(positive(
+                "audit.checkpoint_every_records",
+                file.audit.checkpoint_every_records,
+            )?)
+            .unwrap_or(DEFAULT_CHECKPOINT_EVERY_RECORDS);
+        let every_seconds = overrides
+            .audit_checkpoint_every_seconds
+            .or(positive(
+                "audit.checkpoint_every_seconds",
+                file.audit.checkpoint_every_seconds,
+            )?)
+            .unwrap_or(DEFAULT_CHECKPOINT_EVERY_SECONDS);
+        let sweep = overrides
+            .grant_expiry_sweep_seconds
+            .or(positive(
+                "grant_expiry_sweep_seconds",
+                file.grant_expiry_sweep_seconds,
+            )?)
+            .unwrap_or(DEFAULT_EXPIRY_SWEEP_SECONDS);
         Ok(Self {
             registry,
             listen,
             database,
+            audit: LogConfig {
+                checkpoint_every_records: every_records,
+                checkpoint_every: Duration::from_secs(every_seconds),
+                ..LogConfig::default()
+            },
+            expiry_sweep: Duration::from_secs(sweep),
         })
     }
 }
@@ -214,6 +280,10 @@ pub fn template(database_url: Option<&str>) -> String {
 # Address the server listens on (REIN_LISTEN, --listen).
 # listen = "127.0.0.1:8470"
 
+# How often the server records and persists grant expiries, in seconds
+# (REIN_GRANT_EXPIRY_SWEEP_SECONDS).
+# grant_expiry_sweep_seconds = 30
+
 # Database (REIN_DATABASE_URL, --database-url): `postgres://…` for PostgreSQL; by default the
 # SQLite file rein.db in this directory.
 "#,
@@ -227,6 +297,16 @@ pub fn template(database_url: Option<&str>) -> String {
         }
         None => text.push_str("# database_url = \"postgres://rein@localhost:5432/rein\"\n"),
     }
+    text.push_str(
+        r#"
+# The audit log signs a checkpoint (its head, Ed25519) after this many records
+# (REIN_AUDIT_CHECKPOINT_EVERY_RECORDS) or this many seconds (REIN_AUDIT_CHECKPOINT_EVERY_SECONDS),
+# whichever comes first. Export checkpoints with `rein audit export --checkpoints-out`.
+[audit]
+# checkpoint_every_records = 10000
+# checkpoint_every_seconds = 60
+"#,
+    );
     text
 }
 
@@ -246,14 +326,17 @@ mod tests {
         let commented: FileConfig = toml::from_str(&template(None)).unwrap();
         let from_nothing = Settings::resolve(dir, commented, Overrides::default()).unwrap();
         // Uncomment every `# key = value` line: the values must equal the built-in defaults.
+        // Table headers (`[audit]`) stay as they are.
         let uncommented: String = template(None)
             .lines()
-            .filter_map(|l| l.strip_prefix("# "))
-            .filter(|l| l.contains(" = ") && !l.starts_with("database_url"))
+            .filter_map(|l| l.strip_prefix("# ").or(l.starts_with('[').then_some(l)))
+            .filter(|l| (l.contains(" = ") && !l.starts_with("database_url")) || l.starts_with('['))
             .map(|l| format!("{l}\n"))
             .collect();
         let file: FileConfig = toml::from_str(&uncommented).unwrap();
         assert!(file.trust_domain.is_some() && file.listen.is_some());
+        assert!(file.audit.checkpoint_every_records.is_some());
+        assert!(file.grant_expiry_sweep_seconds.is_some());
         let explicit = Settings::resolve(dir, file, Overrides::default()).unwrap();
         for s in [&from_nothing, &explicit] {
             let d = RegistryConfig::default();
@@ -265,6 +348,9 @@ mod tests {
                 d.production_environments
             );
             assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
+            assert_eq!(s.audit.checkpoint_every_records, 10_000);
+            assert_eq!(s.audit.checkpoint_every, Duration::from_secs(60));
+            assert_eq!(s.expiry_sweep, Duration::from_secs(30));
             assert_eq!(s.database, Database::Sqlite(dir.join(SQLITE_FILE)));
         }
     }
@@ -303,6 +389,28 @@ mod tests {
         assert_eq!(s.listen.to_string(), "127.0.0.1:0");
         assert_eq!(s.database, Database::Url("postgres://db/rein".into()));
         assert_eq!(s.database.describe(), "PostgreSQL (database_url)");
+    }
+
+    #[test]
+    fn audit_settings_come_from_the_audit_table_and_the_environment() {
+        let file: FileConfig = toml::from_str(
+            "grant_expiry_sweep_seconds = 5\n[audit]\ncheckpoint_every_records = 4\ncheckpoint_every_seconds = 2\n",
+        )
+        .unwrap();
+        let s = Settings::resolve(Path::new("/d"), file, Overrides::default()).unwrap();
+        assert_eq!(s.audit.checkpoint_every_records, 4);
+        assert_eq!(s.audit.checkpoint_every, Duration::from_secs(2));
+        assert_eq!(s.expiry_sweep, Duration::from_secs(5));
+        let file: FileConfig = toml::from_str("[audit]\ncheckpoint_every_records = 4\n").unwrap();
+        let overrides = Overrides {
+            audit_checkpoint_every_records: Some(7),
+            ..Overrides::default()
+        };
+        let s = Settings::resolve(Path::new("/d"), file, overrides).unwrap();
+        assert_eq!(s.audit.checkpoint_every_records, 7);
+        let zero: FileConfig = toml::from_str("[audit]\ncheckpoint_every_records = 0\n").unwrap();
+        assert!(Settings::resolve(Path::new("/d"), zero, Overrides::default()).is_err());
+        assert!(toml::from_str::<FileConfig>("[audit]\ncheckpoint_every = 3\n").is_err());
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! The data directory: `rein.toml`, the master key and (by default) the SQLite database.
+//! The data directory: `rein.toml`, the master key and (by default) the SQLite databases.
 //!
-//! `rein init` creates it (mode 0700) and bootstraps the first admin; `rein server` refuses to
-//! start on a directory that was not initialised or whose master key is exposed.
+//! `rein init` creates it (mode 0700), opens the audit log and bootstraps the first admin (whose
+//! creation is the log's first record); `rein server` refuses to start on a directory that was
+//! not initialised or whose master key is exposed.
 
 use std::fs;
 use std::io::Write as _;
@@ -10,17 +11,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use rand::RngCore as _;
 use rein_core::id::UserName;
+use rein_keys::{KeyError, MasterKey};
 use rein_registry::{IssuedToken, Registry, SystemClock};
+use rein_store::{SqliteStore, Store};
 
 use crate::client::Local;
 use crate::config::{self, FileConfig, Overrides, Settings, CONFIG_FILE, SQLITE_FILE};
 
-/// The master key file: 32 random bytes that later encrypt signing keys at rest.
+/// The master key file: 32 random bytes that seal Rein's signing keys at rest (mode 0600).
 pub const MASTER_KEY_FILE: &str = "master.key";
-/// Length of the master key in bytes.
-const MASTER_KEY_LEN: usize = 32;
 /// The first admin's user name.
 pub const ADMIN_USER: &str = "admin";
 
@@ -75,14 +75,17 @@ pub async fn initialise(
     let result = populate(dir, database_url, overrides).await;
     if result.is_err() {
         // Leave nothing half-initialised behind: a retry must not be refused.
-        for file in [
-            CONFIG_FILE,
-            MASTER_KEY_FILE,
-            SQLITE_FILE,
-            "rein.db-wal",
-            "rein.db-shm",
-        ] {
-            let _ = fs::remove_file(dir.join(file));
+        let audit = SqliteStore::audit_path(&dir.join(SQLITE_FILE));
+        let mut files = vec![dir.join(CONFIG_FILE), dir.join(MASTER_KEY_FILE)];
+        for db in [dir.join(SQLITE_FILE), audit] {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut name = db.clone().into_os_string();
+                name.push(suffix);
+                files.push(name.into());
+            }
+        }
+        for file in files {
+            let _ = fs::remove_file(file);
         }
         if !existed {
             let _ = fs::remove_dir(dir);
@@ -98,11 +101,7 @@ async fn populate(
 ) -> anyhow::Result<Initialised> {
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
         .with_context(|| format!("restricting `{}` to its owner", dir.display()))?;
-    let mut key = [0u8; MASTER_KEY_LEN];
-    rand::rngs::OsRng
-        .try_fill_bytes(&mut key)
-        .context("reading the OS random number generator")?;
-    write_private(&dir.join(MASTER_KEY_FILE), &key)?;
+    let master = MasterKey::create(&dir.join(MASTER_KEY_FILE)).map_err(key_error)?;
     write_private(
         &dir.join(CONFIG_FILE),
         config::template(database_url).as_bytes(),
@@ -110,7 +109,16 @@ async fn populate(
 
     let settings = Settings::resolve(dir, FileConfig::read(dir)?, overrides)?;
     let store = settings.database.open().await?;
-    let registry = Registry::new(store, settings.registry.clone(), Arc::new(SystemClock));
+    // A database that holds an installation already (PostgreSQL shared with another data
+    // directory) is refused before its signing keys are touched: they are sealed under the
+    // other installation's master key.
+    if !store.users().await?.is_empty() {
+        return Err(rein_core::DomainError::forbidden(
+            "Rein is already initialised in this database: users exist",
+        )
+        .into());
+    }
+    let registry = registry(store, &master, &settings).await?;
     let admin: UserName = ADMIN_USER.parse()?;
     let admin_token = registry
         .bootstrap_admin(&admin)
@@ -121,6 +129,38 @@ async fn populate(
         admin_token,
         settings,
     })
+}
+
+/// Opens the audit log over `store` (creating its checkpoint key, sealed under `master`, on
+/// first use) and the registry that records every change in it.
+async fn registry(
+    store: Arc<dyn Store>,
+    master: &MasterKey,
+    settings: &Settings,
+) -> anyhow::Result<Registry> {
+    let audit = rein_registry::keys::open_audit_log(store.clone(), master, settings.audit.clone())
+        .await
+        .context("opening the audit log")?;
+    Ok(Registry::new(
+        store,
+        settings.registry.clone(),
+        Arc::new(SystemClock),
+        audit,
+    ))
+}
+
+/// A master key problem as a local error with a stable code.
+fn key_error(e: KeyError) -> anyhow::Error {
+    let code = match &e {
+        KeyError::Permissions { .. } => "insecure-master-key",
+        KeyError::Length { .. } | KeyError::Unseal { .. } => "invalid-master-key",
+        KeyError::Read { .. } | KeyError::Write { .. } => "io",
+    };
+    let mut detail = e.to_string();
+    if let KeyError::Permissions { path, .. } = &e {
+        detail.push_str(&format!("; run `chmod 600 {path}`"));
+    }
+    Local::new(code, detail).into()
 }
 
 /// Writes a new file readable only by its owner (mode 0600); refuses to overwrite.
@@ -136,53 +176,59 @@ pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("writing `{}`", path.display()))
 }
 
-/// Checks `dir` was initialised and its master key is intact and private.
-pub fn check(dir: &Path) -> anyhow::Result<()> {
-    if !dir.join(CONFIG_FILE).is_file() {
-        return Err(Local::new(
-            "not-initialised",
-            format!(
-                "`{}` is not a Rein data directory (no `{CONFIG_FILE}`): run `rein init --data-dir {}` first",
-                dir.display(),
-                dir.display()
-            ),
-        )
-        .into());
+/// Checks `dir` was initialised (it holds `rein.toml`).
+pub fn check_initialised(dir: &Path) -> anyhow::Result<()> {
+    if dir.join(CONFIG_FILE).is_file() {
+        return Ok(());
     }
-    let path = dir.join(MASTER_KEY_FILE);
-    let meta = fs::metadata(&path).with_context(|| format!("reading `{}`", path.display()))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        return Err(Local::new(
-            "insecure-master-key",
-            format!(
-                "`{}` is accessible to other users; run `chmod 600 {}`",
-                path.display(),
-                path.display()
-            ),
-        )
-        .into());
-    }
-    if meta.len() != MASTER_KEY_LEN as u64 {
-        return Err(Local::new(
-            "invalid-master-key",
-            format!(
-                "`{}` must hold {MASTER_KEY_LEN} bytes, it holds {}",
-                path.display(),
-                meta.len()
-            ),
-        )
-        .into());
-    }
-    Ok(())
+    Err(Local::new(
+        "not-initialised",
+        format!(
+            "`{}` is not a Rein data directory (no `{CONFIG_FILE}`): run `rein init --data-dir {}` first",
+            dir.display(),
+            dir.display()
+        ),
+    )
+    .into())
 }
 
-/// Opens an initialised data directory's store.
+/// Checks `dir` was initialised and loads its master key, refusing one that is exposed to
+/// other users or malformed.
+pub fn check(dir: &Path) -> anyhow::Result<MasterKey> {
+    check_initialised(dir)?;
+    MasterKey::load(&dir.join(MASTER_KEY_FILE)).map_err(key_error)
+}
+
+/// Opens an initialised data directory: its store, its audit log and the registry over both.
 pub async fn open(dir: &Path, overrides: Overrides) -> anyhow::Result<(Registry, Settings)> {
-    check(dir)?;
+    let master = check(dir)?;
     let settings = Settings::resolve(dir, FileConfig::read(dir)?, overrides)?;
     let store = settings.database.open().await?;
-    let registry = Registry::new(store, settings.registry.clone(), Arc::new(SystemClock));
+    let registry = registry(store, &master, &settings).await?;
     Ok((registry, settings))
+}
+
+/// Opens an initialised data directory's store only: no master key is needed to read it.
+/// SQLite database files that are missing are refused, not created.
+pub async fn open_store(
+    dir: &Path,
+    overrides: Overrides,
+) -> anyhow::Result<(Arc<dyn Store>, Settings)> {
+    check_initialised(dir)?;
+    let settings = Settings::resolve(dir, FileConfig::read(dir)?, overrides)?;
+    if let config::Database::Sqlite(path) = &settings.database {
+        for file in [path.clone(), SqliteStore::audit_path(path)] {
+            if !file.is_file() {
+                return Err(Local::new(
+                    "not-found",
+                    format!("the database `{}` is missing", file.display()),
+                )
+                .into());
+            }
+        }
+    }
+    let store = settings.database.open().await?;
+    Ok((store, settings))
 }
 
 #[cfg(test)]
@@ -202,7 +248,18 @@ mod tests {
         assert_eq!(mode(&dir.join(MASTER_KEY_FILE)), 0o600);
         assert_eq!(fs::read(dir.join(MASTER_KEY_FILE)).unwrap().len(), 32);
         assert!(dir.join(SQLITE_FILE).is_file());
+        assert!(dir.join("rein-audit.db").is_file());
         assert!(check(&dir).is_ok());
+        // The first admin's creation is the audit log's first record.
+        let first = init
+            .registry
+            .store()
+            .audit_record(1)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.event.event_type, rein_audit::EventType::UserCreated);
+        assert_eq!(first.event.subject.as_deref(), Some(ADMIN_USER));
         let again = initialise(&dir, None, Overrides::default()).await;
         let err = again.err().unwrap();
         assert_eq!(crate::client::describe(&err).1, "already-initialised");
@@ -221,6 +278,14 @@ mod tests {
         .unwrap();
         let err = check(tmp.path()).unwrap_err();
         assert_eq!(crate::client::describe(&err).1, "insecure-master-key");
+        fs::set_permissions(
+            tmp.path().join(MASTER_KEY_FILE),
+            fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        fs::write(tmp.path().join(MASTER_KEY_FILE), [0; 31]).unwrap();
+        let err = check(tmp.path()).unwrap_err();
+        assert_eq!(crate::client::describe(&err).1, "invalid-master-key");
         let err = check(&tmp.path().join("nothing")).unwrap_err();
         assert_eq!(crate::client::describe(&err).1, "not-initialised");
     }

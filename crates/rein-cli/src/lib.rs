@@ -75,6 +75,9 @@ enum Command {
     /// Request, approve, deny, list and revoke grants.
     #[command(subcommand)]
     Grant(command::grant::Command),
+    /// Read, explain, export and verify the audit log (admins and auditors).
+    #[command(subcommand)]
+    Audit(command::audit::Command),
 }
 
 /// Runs `rein` with the process's arguments and returns its exit code.
@@ -112,6 +115,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::System(cmd) => command::system::run(&client()?, cmd).await,
         Command::Agent(cmd) => command::agent::run(&client()?, cmd).await,
         Command::Grant(cmd) => command::grant::run(&client()?, cmd).await,
+        Command::Audit(cmd) => command::audit::run(&client()?, cmd).await,
     }
 }
 

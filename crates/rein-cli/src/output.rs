@@ -99,7 +99,9 @@ pub fn record(value: &Value, first: &[&str]) -> String {
             .position(|f| key == *f || key.starts_with(&format!("{f}.")))
             .unwrap_or(first.len())
     };
-    pairs.sort_by_key(|(k, _)| rank(k));
+    // Sorted here rather than relying on the JSON map's order, which is insertion order when any
+    // crate in the build enables serde_json's `preserve_order`.
+    pairs.sort_by(|(a, _), (b, _)| rank(a).cmp(&rank(b)).then_with(|| key_order(a, b)));
     let width = pairs
         .iter()
         .map(|(k, _)| k.chars().count())
@@ -114,6 +116,26 @@ pub fn record(value: &Value, first: &[&str]) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Orders dotted keys segment by segment, list indexes numerically (`items.2` before
+/// `items.10`).
+fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let (mut x, mut y) = (a.split('.'), b.split('.'));
+    loop {
+        let order = match (x.next(), y.next()) {
+            (None, None) => return std::cmp::Ordering::Equal,
+            (None, Some(_)) => return std::cmp::Ordering::Less,
+            (Some(_), None) => return std::cmp::Ordering::Greater,
+            (Some(p), Some(q)) => match (p.parse::<u64>(), q.parse::<u64>()) {
+                (Ok(m), Ok(n)) => m.cmp(&n),
+                _ => p.cmp(q),
+            },
+        };
+        if order.is_ne() {
+            return order;
+        }
+    }
 }
 
 fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {

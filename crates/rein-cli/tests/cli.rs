@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "cli/audit.rs"]
+mod audit;
+
 /// How long a server may take to print its address and become ready.
 const STARTUP: Duration = Duration::from_secs(60);
 
@@ -83,9 +86,15 @@ struct Server {
 impl Server {
     /// Starts `rein server <args>` (in `cwd`), waits for its address line and for `/readyz`.
     fn start(args: &[&str], cwd: &Path, log: &Path) -> Self {
+        Self::start_with_env(args, &[], cwd, log)
+    }
+
+    /// [`Server::start`] with extra environment variables.
+    fn start_with_env(args: &[&str], env: &[(&str, &str)], cwd: &Path, log: &Path) -> Self {
         let mut child = rein()
             .arg("server")
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(cwd)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
@@ -760,6 +769,42 @@ fn dev_server_loads_the_examples_and_cleans_up() {
         !data_dir.exists(),
         "the dev data directory is removed on shutdown"
     );
+}
+
+/// A fresh schema in the test PostgreSQL database (`REIN_TEST_DATABASE_URL`): a database URL
+/// whose connections use it, and a function that drops it. `None`, with a notice, when
+/// PostgreSQL is unreachable, unless `REIN_REQUIRE_POSTGRES=1`, which fails instead.
+fn postgres_schema(prefix: &str) -> Option<(String, impl FnOnce())> {
+    let url = std::env::var("REIN_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let schema = format!("{prefix}_{}", std::process::id());
+    let execute = {
+        let url = url.clone();
+        move |sql: String| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                use sqlx::Connection as _;
+                let mut conn = sqlx::PgConnection::connect(&url).await?;
+                sqlx::query(&sql).execute(&mut conn).await?;
+                conn.close().await
+            })
+        }
+    };
+    if let Err(e) = execute(format!("CREATE SCHEMA \"{schema}\"")) {
+        if std::env::var("REIN_REQUIRE_POSTGRES").as_deref() == Ok("1") {
+            panic!("PostgreSQL is unreachable and REIN_REQUIRE_POSTGRES=1: {e}");
+        }
+        eprintln!("skipping the PostgreSQL test: unreachable ({e})");
+        return None;
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let schema_url = format!("{url}{separator}options[search_path]={schema}");
+    Some((schema_url, move || {
+        execute(format!("DROP SCHEMA \"{schema}\" CASCADE")).unwrap();
+    }))
 }
 
 #[test]

@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use crate::client::{segment, Local};
 
 pub mod agent;
+pub mod audit;
 pub mod grant;
 pub mod init;
 pub mod server;

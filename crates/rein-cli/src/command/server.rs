@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use rein_core::grant::ApprovalRole;
@@ -55,7 +56,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "rein server listening"
     );
     println!("REIN_ADDR=http://{addr}");
-    serve(listener, registry).await
+    serve(listener, registry, settings.expiry_sweep).await
 }
 
 async fn run_dev(args: Args) -> anyhow::Result<()> {
@@ -69,8 +70,13 @@ async fn run_dev(args: Args) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("reading the bound address")?;
     print_dev_banner(&dev, &examples, addr);
     tracing::info!(data_dir = %dev.dir.path().display(), %addr, "rein dev server listening");
-    let Dev { dir, registry, .. } = dev;
-    let served = serve(listener, registry).await;
+    let Dev {
+        dir,
+        registry,
+        settings,
+        ..
+    } = dev;
+    let served = serve(listener, registry, settings.expiry_sweep).await;
     let path = dir.path().to_owned();
     match dir.close() {
         Ok(()) => tracing::info!(data_dir = %path.display(), "removed the dev data directory"),
@@ -142,6 +148,7 @@ fn print_dev_banner(dev: &Dev, examples: &std::path::Path, addr: SocketAddr) {
         dev.admin_token
     );
     println!("  rein grant list");
+    println!("  rein audit tail -n 5");
     if let Some((grant, _)) = dev.approved.first() {
         println!("  rein agent show {}", agent_short(&grant.agent));
     }
@@ -173,13 +180,36 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("cannot listen on {addr} (choose another address with --listen)"))
 }
 
-async fn serve(listener: TcpListener, registry: Registry) -> anyhow::Result<()> {
+async fn serve(
+    listener: TcpListener,
+    registry: Registry,
+    expiry_sweep: Duration,
+) -> anyhow::Result<()> {
+    let sweeper = tokio::spawn(sweep_expiries(registry.clone(), expiry_sweep));
     let state = rein_server::AppState::new(registry);
-    rein_server::serve(listener, state, shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    let served = rein_server::serve(listener, state, shutdown_signal()).await;
+    sweeper.abort();
+    served.context("serving HTTP")?;
     tracing::info!("rein server stopped");
     Ok(())
+}
+
+/// Every `every`, records and persists the expiry of grants past `expires_at`. A grant is
+/// treated as expired at read time anyway; this puts `grant.expired` in the audit log. Failures
+/// are logged and retried at the next tick.
+async fn sweep_expiries(registry: Registry, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        match registry.expire_grants().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(expired = n, "recorded grant expiries"),
+            Err(e) => {
+                tracing::error!(error = ?e, "grant expiry sweep failed; retrying at the next tick")
+            }
+        }
+    }
 }
 
 /// Resolves on the first SIGINT or SIGTERM.
