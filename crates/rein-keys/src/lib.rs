@@ -34,7 +34,9 @@ pub enum KeyError {
         reason: String,
     },
     /// The master key file is readable by others.
-    #[error("master key file `{path}` must be readable only by its owner (mode 0600), found {mode:o}")]
+    #[error(
+        "master key file `{path}` must be readable only by its owner (mode 0600), found {mode:o}"
+    )]
     Permissions {
         /// The file.
         path: String,
@@ -56,7 +58,9 @@ pub enum KeyError {
         reason: String,
     },
     /// A sealed key did not open: wrong master key, or the record was tampered with.
-    #[error("sealed key `{kid}` does not open under this master key (wrong key or tampered record)")]
+    #[error(
+        "sealed key `{kid}` does not open under this master key (wrong key or tampered record)"
+    )]
     Unseal {
         /// The key ID.
         kid: String,
@@ -77,7 +81,10 @@ impl MasterKey {
     pub fn create(path: &Path) -> Result<Self, KeyError> {
         let mut bytes = Zeroizing::new([0u8; 32]);
         rand::rngs::OsRng.fill_bytes(bytes.as_mut());
-        let err = |e: std::io::Error| KeyError::Write { path: path.display().to_string(), reason: e.to_string() };
+        let err = |e: std::io::Error| KeyError::Write {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
@@ -94,17 +101,26 @@ impl MasterKey {
     /// Loads the master key, refusing a file that others can read.
     pub fn load(path: &Path) -> Result<Self, KeyError> {
         let shown = path.display().to_string();
-        let read_err = |e: std::io::Error| KeyError::Read { path: shown.clone(), reason: e.to_string() };
+        let read_err = |e: std::io::Error| KeyError::Read {
+            path: shown.clone(),
+            reason: e.to_string(),
+        };
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(path).map_err(read_err)?.permissions().mode() & 0o777;
+            let mode = std::fs::metadata(path)
+                .map_err(read_err)?
+                .permissions()
+                .mode()
+                & 0o777;
             if mode & 0o077 != 0 {
                 return Err(KeyError::Permissions { path: shown, mode });
             }
         }
         let data = Zeroizing::new(std::fs::read(path).map_err(read_err)?);
-        let bytes: [u8; 32] = data.as_slice().try_into().map_err(|_| KeyError::Length { path: shown.clone() })?;
+        let bytes: [u8; 32] = data.as_slice().try_into().map_err(|_| KeyError::Length {
+            path: shown.clone(),
+        })?;
         Ok(Self(Zeroizing::new(bytes)))
     }
 
@@ -191,7 +207,13 @@ impl SealedKey {
         // Encryption with a fresh random nonce cannot fail for a 32-byte message.
         let ct = master
             .cipher()
-            .encrypt(&XNonce::from(nonce), Payload { msg: seed.as_ref(), aad: &aad })
+            .encrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: seed.as_ref(),
+                    aad: &aad,
+                },
+            )
             .unwrap_or_default();
         let mut sealed = nonce.to_vec();
         sealed.extend_from_slice(&ct);
@@ -208,8 +230,12 @@ impl SealedKey {
     /// Opens the private key. Fails if the master key is wrong or any of kid, purpose, public
     /// key or ciphertext was altered.
     pub fn open(&self, master: &MasterKey) -> Result<SigningKey, KeyError> {
-        let fail = || KeyError::Unseal { kid: self.kid.clone() };
-        let sealed = URL_SAFE_NO_PAD.decode(&self.sealed_private_key).map_err(|_| fail())?;
+        let fail = || KeyError::Unseal {
+            kid: self.kid.clone(),
+        };
+        let sealed = URL_SAFE_NO_PAD
+            .decode(&self.sealed_private_key)
+            .map_err(|_| fail())?;
         if sealed.len() < 24 {
             return Err(fail());
         }
@@ -218,7 +244,13 @@ impl SealedKey {
         let seed = Zeroizing::new(
             master
                 .cipher()
-                .decrypt(&XNonce::from(nonce), Payload { msg: ct, aad: &aad(&self.kid, self.purpose) })
+                .decrypt(
+                    &XNonce::from(nonce),
+                    Payload {
+                        msg: ct,
+                        aad: &aad(&self.kid, self.purpose),
+                    },
+                )
                 .map_err(|_| fail())?,
         );
         let seed: [u8; 32] = seed.as_slice().try_into().map_err(|_| fail())?;
@@ -233,7 +265,11 @@ impl SealedKey {
 
     /// The public key.
     pub fn verifying_key(&self) -> Option<ed25519_dalek::VerifyingKey> {
-        let bytes: [u8; 32] = URL_SAFE_NO_PAD.decode(&self.public_key).ok()?.try_into().ok()?;
+        let bytes: [u8; 32] = URL_SAFE_NO_PAD
+            .decode(&self.public_key)
+            .ok()?
+            .try_into()
+            .ok()?;
         ed25519_dalek::VerifyingKey::from_bytes(&bytes).ok()
     }
 }
@@ -248,19 +284,28 @@ mod tests {
         let sealed = SealedKey::generate(&master, KeyPurpose::Token, Utc::now());
         let key = sealed.open(&master)?;
         assert_eq!(Some(key.verifying_key()), sealed.verifying_key());
-        assert!(!sealed.sealed_private_key.contains(&URL_SAFE_NO_PAD.encode(key.to_bytes())));
+        assert!(!sealed
+            .sealed_private_key
+            .contains(&URL_SAFE_NO_PAD.encode(key.to_bytes())));
 
         assert!(sealed.open(&MasterKey::from_bytes([2; 32])).is_err());
-        let repurposed = SealedKey { purpose: KeyPurpose::AuditCheckpoint, ..sealed.clone() };
+        let repurposed = SealedKey {
+            purpose: KeyPurpose::AuditCheckpoint,
+            ..sealed.clone()
+        };
         assert!(repurposed.open(&master).is_err());
         let other = SealedKey::generate(&master, KeyPurpose::Token, Utc::now());
-        let swapped = SealedKey { sealed_private_key: other.sealed_private_key.clone(), ..sealed.clone() };
+        let swapped = SealedKey {
+            sealed_private_key: other.sealed_private_key.clone(),
+            ..sealed.clone()
+        };
         assert!(swapped.open(&master).is_err());
         Ok(())
     }
 
     #[test]
-    fn master_key_file_is_private_and_never_overwritten() -> Result<(), Box<dyn std::error::Error>> {
+    fn master_key_file_is_private_and_never_overwritten() -> Result<(), Box<dyn std::error::Error>>
+    {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("master.key");
         let created = MasterKey::create(&path)?;
@@ -270,9 +315,15 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path)?.permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&path)?.permissions().mode() & 0o777,
+                0o600
+            );
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
-            assert!(matches!(MasterKey::load(&path), Err(KeyError::Permissions { .. })));
+            assert!(matches!(
+                MasterKey::load(&path),
+                Err(KeyError::Permissions { .. })
+            ));
         }
         assert!(!format!("{created:?}").contains('1'));
         Ok(())
