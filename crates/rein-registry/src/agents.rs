@@ -177,12 +177,8 @@ impl Registry {
         }
         let now = self.now();
         let protected = &self.config.protected_environments;
-        let store = &self.store;
-        self.modify(
-            "agent",
-            id.as_str(),
-            || store.agent(id),
-            |a, v| async move { store.update_agent(&a, v).await },
+        self.modify_agent(
+            id,
             |a| {
                 if patch.description.is_some()
                     || patch.use_case.is_some()
@@ -233,12 +229,8 @@ impl Registry {
     ) -> Result<Agent, Error> {
         check_reason(reason)?;
         let now = self.now();
-        let store = &self.store;
-        self.modify(
-            "agent",
-            id.as_str(),
-            || store.agent(id),
-            |a, v| async move { store.update_agent(&a, v).await },
+        self.modify_agent(
+            id,
             |a| {
                 actor.require_agent_revoker(a, "suspend it")?;
                 Ok(a.suspend(&actor.user, now, reason)?)
@@ -258,12 +250,8 @@ impl Registry {
         check_reason(reason)?;
         let now = self.now();
         let protected = &self.config.protected_environments;
-        let store = &self.store;
-        self.modify(
-            "agent",
-            id.as_str(),
-            || store.agent(id),
-            |a, v| async move { store.update_agent(&a, v).await },
+        self.modify_agent(
+            id,
             |a| {
                 actor.require_agent_revoker(a, "resume it")?;
                 Ok(a.resume(&actor.user, now, reason, protected)?)
@@ -285,11 +273,8 @@ impl Registry {
         let now = self.now();
         let store = &self.store;
         let agent = self
-            .modify(
-                "agent",
-                id.as_str(),
-                || store.agent(id),
-                |a, v| async move { store.update_agent(&a, v).await },
+            .modify_agent(
+                id,
                 |a| {
                     actor.require_agent_retirer(a)?;
                     Ok(a.retire(&actor.user, now, reason)?)
@@ -310,11 +295,8 @@ impl Registry {
                 GrantStatus::Requested | GrantStatus::Active
             )
         }) {
-            self.modify(
-                "grant",
-                g.id.as_str(),
-                || store.grant(&g.id),
-                |g, v| async move { store.update_grant(&g, v).await },
+            self.modify_grant(
+                &g.id,
                 |g| match g.status_at(now) {
                     GrantStatus::Requested | GrantStatus::Active => {
                         Ok(g.revoke(&actor.user, &why, now)?)
@@ -345,12 +327,8 @@ impl Registry {
             added_at: self.now(),
             added_by: actor.user.clone(),
         };
-        let store = &self.store;
-        self.modify(
-            "agent",
-            id.as_str(),
-            || store.agent(id),
-            |a, v| async move { store.update_agent(&a, v).await },
+        self.modify_agent(
+            id,
             |a| Ok(a.add_key(key.clone())?),
             |a| {
                 let mut e = audit::agent_event(EventType::AgentKeyAdded, actor, a, None);
@@ -375,12 +353,8 @@ impl Registry {
             actor.require_agent_revoker(&agent, "remove its keys")?;
         }
         let now = self.now();
-        let store = &self.store;
-        self.modify(
-            "agent",
-            id.as_str(),
-            || store.agent(id),
-            |a, v| async move { store.update_agent(&a, v).await },
+        self.modify_agent(
+            id,
             |a| {
                 let before = a.keys.len();
                 a.keys.retain(|k| k.kid != kid);

@@ -13,7 +13,10 @@ use std::future::Future;
 use std::hash::{Hash as _, Hasher as _};
 
 use rein_audit::{ActorKind, Event, EventType, Receipt};
+use rein_core::agent::Agent;
 use rein_core::authz::Actor;
+use rein_core::grant::Grant;
+use rein_core::id::{AgentId, GrantId};
 use rein_store::{StoreError, Version, Versioned};
 
 use crate::{Error, Registry};
@@ -154,6 +157,52 @@ impl Registry {
             kind,
             key: key.to_owned(),
         })
+    }
+
+    /// [`Registry::modify`] for an agent.
+    pub(crate) async fn modify_agent<Change, Describe>(
+        &self,
+        id: &AgentId,
+        change: Change,
+        describe: Describe,
+    ) -> Result<Agent, Error>
+    where
+        Change: FnMut(&mut Agent) -> Result<(), Error>,
+        Describe: Fn(&Agent) -> Event,
+    {
+        let store = &self.store;
+        self.modify(
+            "agent",
+            id.as_str(),
+            || store.agent(id),
+            |a, v| async move { store.update_agent(&a, v).await },
+            change,
+            describe,
+        )
+        .await
+    }
+
+    /// [`Registry::modify`] for a grant.
+    pub(crate) async fn modify_grant<Change, Describe>(
+        &self,
+        id: &GrantId,
+        change: Change,
+        describe: Describe,
+    ) -> Result<Grant, Error>
+    where
+        Change: FnMut(&mut Grant) -> Result<(), Error>,
+        Describe: Fn(&Grant) -> Event,
+    {
+        let store = &self.store;
+        self.modify(
+            "grant",
+            id.as_str(),
+            || store.grant(id),
+            |g, v| async move { store.update_grant(&g, v).await },
+            change,
+            describe,
+        )
+        .await
     }
 }
 

@@ -120,13 +120,9 @@ impl Registry {
     ) -> Result<Grant, Error> {
         let approvers = self.system_approvers(&self.load_grant(id).await?).await?;
         let now = self.now();
-        let store = &self.store;
         let grant = self
-            .modify(
-                "grant",
-                id.as_str(),
-                || store.grant(id),
-                |g, v| async move { store.update_grant(&g, v).await },
+            .modify_grant(
+                id,
                 |g| {
                     g.approve(actor, &approvers, comment, now)?;
                     Ok(())
@@ -146,13 +142,9 @@ impl Registry {
     ) -> Result<Grant, Error> {
         let approvers = self.system_approvers(&self.load_grant(id).await?).await?;
         let now = self.now();
-        let store = &self.store;
         let grant = self
-            .modify(
-                "grant",
-                id.as_str(),
-                || store.grant(id),
-                |g, v| async move { store.update_grant(&g, v).await },
+            .modify_grant(
+                id,
                 |g| Ok(g.deny(actor, &approvers, reason, now)?),
                 |g| audit::grant_event(EventType::GrantDenied, actor, g, Some(reason)),
             )
@@ -188,13 +180,9 @@ impl Registry {
             })?
             .value;
         let now = self.now();
-        let store = &self.store;
         let grant = self
-            .modify(
-                "grant",
-                id.as_str(),
-                || store.grant(id),
-                |g, v| async move { store.update_grant(&g, v).await },
+            .modify_grant(
+                id,
                 |g| {
                     actor.require_grant_revoker(&agent, &system, &g.revokers)?;
                     Ok(g.revoke(&actor.user, reason, now)?)
@@ -221,11 +209,8 @@ impl Registry {
                 .await?;
             for g in due.into_iter().filter(|g| g.expires_at <= now) {
                 let done = self
-                    .modify(
-                        "grant",
-                        g.id.as_str(),
-                        || store.grant(&g.id),
-                        |g, v| async move { store.update_grant(&g, v).await },
+                    .modify_grant(
+                        &g.id,
                         |g| Ok(g.expire(now)?),
                         |g| {
                             audit::grant_event_by_rein(
