@@ -138,7 +138,16 @@ fn verify(
             break;
         }
     }
-    v.finish().problem
+    let one_by_one = v.finish().problem;
+    // The parallel path must find exactly the same first problem.
+    let mut p = Verifier::new(keys, cps);
+    p.push_all(records);
+    assert_eq!(
+        p.finish().problem,
+        one_by_one,
+        "push_all disagrees with push"
+    );
+    one_by_one
 }
 
 #[test]

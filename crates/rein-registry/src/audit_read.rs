@@ -304,18 +304,22 @@ pub async fn verify_audit_chain(
         let rows = store.audit_scan(after, VERIFY_PAGE).await?;
         let Some(last) = rows.last() else { break };
         after = last.seq;
+        // Consecutive decodable rows are verified together (hashes recomputed on every core);
+        // an undecodable row is reported where it stands.
+        let mut run = Vec::with_capacity(rows.len());
         for row in rows {
-            let pushed = match row.record {
-                Ok(record) => verifier.push(&record),
+            match row.record {
+                Ok(record) => run.push(record),
                 Err(reason) => {
-                    verifier.malformed(row.seq, reason);
-                    false
+                    if verifier.push_all(&run) {
+                        verifier.malformed(row.seq, reason);
+                    }
+                    run.clear();
+                    break;
                 }
-            };
-            if !pushed {
-                break;
             }
         }
+        verifier.push_all(&run);
         progress(after);
     }
     Ok(verifier.finish())

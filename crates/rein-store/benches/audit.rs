@@ -321,6 +321,15 @@ fn verify_in_memory(records: &[Record]) {
         }
         assert!(v.finish().ok());
     });
+    timed(
+        "Verifier::push_all over records in memory (hashes on every core)",
+        n,
+        || {
+            let mut v = Verifier::new(&HashMap::new(), &[]);
+            v.push_all(records);
+            assert!(v.finish().ok());
+        },
+    );
     timed("JSON decode + Verifier::push (an export file)", n, || {
         let mut v = Verifier::new(&HashMap::new(), &[]);
         for doc in &docs {
