@@ -331,33 +331,25 @@ impl Record {
     }
 
     fn compute_hash(seq: u64, time: &DateTime<Utc>, prev_hash: &Hash, event: &Event) -> Hash {
-        // Stream the canonical encoding straight into the hash: no intermediate buffer.
-        let mut h = HashWriter(Sha256::new());
-        h.0.update(RECORD_DOMAIN);
-        // Serialising these plain structs cannot fail (no floats, string-keyed maps only).
-        let _ = serde_json::to_writer(
-            &mut h,
-            &Hashed {
-                seq,
-                time: *time,
-                prev_hash,
-                event,
-            },
-        );
-        Hash(h.0.finalize().into())
-    }
-}
-
-/// Feeds written bytes into SHA-256.
-struct HashWriter(Sha256);
-
-impl std::io::Write for HashWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        thread_local! {
+            // One encoding buffer per thread, reused: the verify path hashes millions of records.
+            static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(2048));
+        }
+        BUF.with_borrow_mut(|buf| {
+            buf.clear();
+            buf.extend_from_slice(RECORD_DOMAIN);
+            // Serialising these plain structs cannot fail (no floats, string-keyed maps only).
+            let _ = serde_json::to_writer(
+                &mut *buf,
+                &Hashed {
+                    seq,
+                    time: *time,
+                    prev_hash,
+                    event,
+                },
+            );
+            Hash(Sha256::digest(buf.as_slice()).into())
+        })
     }
 }
 
