@@ -9,7 +9,8 @@
 //!   same people who may suspend them, and once an agent has revokers only they (or an admin)
 //!   change its accountable roles, so a team cannot undo or route around its revokers;
 //! - a system's approvers approve, deny and revoke grants on it;
-//! - `auditor` reads everything and changes nothing; every authenticated user may read.
+//! - `auditor` reads everything and changes nothing; every authenticated user may read the
+//!   registry, but only admins and auditors read the audit log.
 
 use std::collections::BTreeSet;
 
@@ -55,6 +56,18 @@ impl Actor {
             Err(DomainError::forbidden("auditors are read-only"))
         } else {
             Ok(())
+        }
+    }
+
+    /// Reading the audit log: admins and auditors only (it names everyone's approvals and
+    /// revocations).
+    pub fn require_audit_reader(&self) -> Result<(), DomainError> {
+        if matches!(self.role, Role::Admin | Role::Auditor) {
+            Ok(())
+        } else {
+            Err(DomainError::forbidden(
+                "only admins and auditors may read the audit log",
+            ))
         }
     }
 

@@ -9,7 +9,6 @@ use rein_audit::{Checkpoint, Record, Report, Verifier};
 use rein_core::authz::Actor;
 use rein_core::grant::Approval;
 use rein_core::id::{AgentId, GrantId, SystemName};
-use rein_core::user::Role;
 use rein_core::DomainError;
 use rein_keys::KeyPurpose;
 use rein_store::{AuditFilter, Store};
@@ -99,15 +98,6 @@ pub struct Revokers {
     pub all: Vec<String>,
 }
 
-/// Refuses everyone but admins and auditors.
-fn require_audit_reader(actor: &Actor) -> Result<(), Error> {
-    if matches!(actor.role, Role::Admin | Role::Auditor) {
-        Ok(())
-    } else {
-        Err(DomainError::forbidden("only admins and auditors may read the audit log").into())
-    }
-}
-
 fn check_limit(limit: u32) -> Result<(), Error> {
     if limit == 0 || limit > MAX_AUDIT_PAGE {
         return Err(DomainError::invalid(
@@ -137,7 +127,7 @@ impl Registry {
         after: Option<u64>,
         limit: u32,
     ) -> Result<AuditPage, Error> {
-        require_audit_reader(actor)?;
+        actor.require_audit_reader()?;
         check_limit(limit)?;
         let mut records = self.store.audit_records(filter, after, limit + 1).await?;
         let more = records.len() > limit as usize;
@@ -157,14 +147,14 @@ impl Registry {
         filter: &AuditFilter,
         limit: u32,
     ) -> Result<Vec<Record>, Error> {
-        require_audit_reader(actor)?;
+        actor.require_audit_reader()?;
         check_limit(limit)?;
         Ok(self.store.audit_latest(filter, limit).await?)
     }
 
     /// The record at `seq`.
     pub async fn audit_record(&self, actor: &Actor, seq: u64) -> Result<Record, Error> {
-        require_audit_reader(actor)?;
+        actor.require_audit_reader()?;
         self.store
             .audit_record(seq)
             .await?
@@ -261,7 +251,7 @@ impl Registry {
 
     /// Every stored checkpoint, by ascending sequence number.
     pub async fn audit_checkpoints(&self, actor: &Actor) -> Result<Vec<Checkpoint>, Error> {
-        require_audit_reader(actor)?;
+        actor.require_audit_reader()?;
         Ok(self.store.audit_checkpoints().await?)
     }
 
@@ -270,7 +260,7 @@ impl Registry {
         &self,
         actor: &Actor,
     ) -> Result<Vec<(String, ed25519_dalek::VerifyingKey)>, Error> {
-        require_audit_reader(actor)?;
+        actor.require_audit_reader()?;
         let mut keys: Vec<_> =
             keys::verifying_keys(self.store.as_ref(), KeyPurpose::AuditCheckpoint)
                 .await?
@@ -282,7 +272,7 @@ impl Registry {
 
     /// Verifies the stored chain against the stored checkpoints and keys.
     pub async fn verify_audit(&self, actor: &Actor) -> Result<Report, Error> {
-        require_audit_reader(actor)?;
+        actor.require_audit_reader()?;
         verify_audit_chain(self.store.as_ref(), &mut |_| {}).await
     }
 }

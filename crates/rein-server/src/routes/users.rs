@@ -97,9 +97,8 @@ pub(crate) async fn issue_token(
     Json(req): Json<NewToken>,
 ) -> Result<Response, ApiError> {
     let name: UserName = parse(&name)?;
-    let mut issued = state.registry.issue_token(&actor, &name, req).await?;
-    // The stored digest is no business of the client's (the token listing omits it too).
-    issued.metadata.hash.clear();
+    // The registry returns the token without its stored digest.
+    let issued = state.registry.issue_token(&actor, &name, req).await?;
     let mut response = (StatusCode::CREATED, axum::Json(issued)).into_response();
     // A credential: no cache may keep it (RFC 6749, section 5.1).
     response
