@@ -62,6 +62,20 @@ pub async fn open(url_or_path: &str) -> Result<Arc<dyn Store>, StoreError> {
 /// A record's version for optimistic concurrency; starts at 1 and grows by one on every update.
 pub type Version = i64;
 
+/// The version of a record just inserted.
+pub const INITIAL_VERSION: Version = 1;
+
+/// The records decisions depend on, read in one pass ([`Store::decision_facts`]).
+#[derive(Debug, Clone, Default)]
+pub struct DecisionFacts {
+    /// Every agent.
+    pub agents: Vec<Versioned<Agent>>,
+    /// Every system.
+    pub systems: Vec<Versioned<System>>,
+    /// Every grant whose stored status is `active`.
+    pub grants: Vec<Versioned<Grant>>,
+}
+
 /// A record together with the version it was read at.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Versioned<T> {
@@ -214,6 +228,10 @@ pub trait AuditStore: AuditSink {
 pub trait Store: AuditStore + Send + Sync + 'static {
     /// Checks the database answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Every agent and system and every grant stored as `active` (some may be past
+    /// `expires_at`), with their versions: what the decision path keeps in memory.
+    async fn decision_facts(&self) -> Result<DecisionFacts, StoreError>;
 
     /// Inserts a user.
     async fn insert_user(&self, user: &User) -> Result<(), StoreError>;

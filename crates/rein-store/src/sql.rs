@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use rein_core::agent::Agent;
-use rein_core::grant::Grant;
+use rein_core::grant::{Grant, GrantStatus};
 use rein_core::id::{AgentId, GrantId, SystemName, TeamName, UserName};
 use rein_core::system::System;
 use rein_core::team::Team;
@@ -17,7 +17,8 @@ use sqlx::query::Query;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 use crate::record::{Record, Value};
-use crate::{AgentFilter, GrantFilter, StoreError, Version, Versioned};
+use crate::INITIAL_VERSION;
+use crate::{AgentFilter, DecisionFacts, GrantFilter, StoreError, Version, Versioned};
 
 /// A query with its driver's argument buffer.
 type SqlQuery<'q, DB> = Query<'q, DB, <DB as Database>::Arguments<'q>>;
@@ -84,7 +85,7 @@ where
 fn insert_sql<R: Record>() -> String {
     let t = R::TABLE;
     let mut columns = format!("{}, version, doc", t.key);
-    let mut values = String::from("$1, 1, $2");
+    let mut values = format!("$1, {INITIAL_VERSION}, $2");
     for (i, column) in t.columns.iter().enumerate() {
         columns.push_str(&format!(", {column}"));
         values.push_str(&format!(", ${}", i + 3));
@@ -136,7 +137,7 @@ fn exists_sql<R: Record>() -> String {
 /// `SELECT key, doc … WHERE col = $1 AND … ORDER BY key`; the filter columns are constants.
 fn list_sql<R: Record>(filters: &[(&'static str, Value)]) -> String {
     let t = R::TABLE;
-    let mut sql = format!("SELECT {}, doc FROM {}", t.key, t.name);
+    let mut sql = format!("SELECT {}, version, doc FROM {}", t.key, t.name);
     for (i, (column, _)) in filters.iter().enumerate() {
         sql.push_str(if i == 0 { " WHERE " } else { " AND " });
         sql.push_str(&format!("{column} = ${}", i + 1));
@@ -275,6 +276,18 @@ where
         &self,
         filters: Vec<(&'static str, Value)>,
     ) -> Result<Vec<R>, StoreError> {
+        Ok(self
+            .list_versioned(filters)
+            .await?
+            .into_iter()
+            .map(|v| v.value)
+            .collect())
+    }
+
+    async fn list_versioned<R: Record>(
+        &self,
+        filters: Vec<(&'static str, Value)>,
+    ) -> Result<Vec<Versioned<R>>, StoreError> {
         let sql = list_sql::<R>(&filters);
         let mut q = sqlx::query(&sql);
         for (_, value) in filters {
@@ -284,10 +297,27 @@ where
         rows.iter()
             .map(|row| {
                 let key: String = row.try_get(0).map_err(db_error)?;
-                let doc: String = row.try_get(1).map_err(db_error)?;
-                R::decode(&key, &doc)
+                let version: i64 = row.try_get(1).map_err(db_error)?;
+                let doc: String = row.try_get(2).map_err(db_error)?;
+                Ok(Versioned {
+                    value: R::decode(&key, &doc)?,
+                    version,
+                })
             })
             .collect()
+    }
+
+    pub(crate) async fn decision_facts(&self) -> Result<DecisionFacts, StoreError> {
+        Ok(DecisionFacts {
+            agents: self.list_versioned(Vec::new()).await?,
+            systems: self.list_versioned(Vec::new()).await?,
+            grants: self
+                .list_versioned(vec![(
+                    "status",
+                    Value::Text(GrantStatus::Active.as_str().to_owned()),
+                )])
+                .await?,
+        })
     }
 
     /// Rewrites a team's rows in the membership index, inside the caller's transaction.
@@ -634,6 +664,9 @@ macro_rules! delegate_store {
             }
             async fn systems(&self) -> Result<Vec<rein_core::system::System>, $crate::StoreError> {
                 self.sql.systems().await
+            }
+            async fn decision_facts(&self) -> Result<$crate::DecisionFacts, $crate::StoreError> {
+                self.sql.decision_facts().await
             }
             async fn update_system(
                 &self,

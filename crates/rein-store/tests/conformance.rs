@@ -208,6 +208,7 @@ conformance!(
     document_of_another_key_is_corrupt,
     records_survive_reopen,
     concurrent_compare_and_swap_loses_no_update,
+    decision_facts_hold_every_agent_and_system_and_the_active_grants,
 );
 
 /// The audit log's storage and the signing keys.
@@ -746,6 +747,52 @@ async fn grants_insert_read_list_update(h: &mut Harness) {
     assert_eq!(s.update_grant(&changed, 1).await.unwrap(), 2);
     let read = s.grant(&changed.id).await.unwrap().unwrap();
     assert_eq!((read.value, read.version), (changed, 2));
+}
+
+async fn decision_facts_hold_every_agent_and_system_and_the_active_grants(h: &mut Harness) {
+    let s = &h.store;
+    let a = agent("payments", "bot-a", "prod", AgentStatus::Active);
+    let b = agent("payments", "bot-b", "dev", AgentStatus::Suspended);
+    s.insert_agent(&a).await.unwrap();
+    s.insert_agent(&b).await.unwrap();
+    let mut changed = a.clone();
+    changed.description = "changed".into();
+    s.update_agent(&changed, 1).await.unwrap();
+    s.insert_system(&system("billing-db", "prod"))
+        .await
+        .unwrap();
+    for (n, status) in [
+        (1, GrantStatus::Active),
+        (2, GrantStatus::Revoked),
+        (3, GrantStatus::Requested),
+        (4, GrantStatus::Active),
+    ] {
+        s.insert_grant(&grant(n, &a.id, "billing-db", status))
+            .await
+            .unwrap();
+    }
+    let facts = s.decision_facts().await.unwrap();
+    let agents: Vec<(String, i64)> = facts
+        .agents
+        .iter()
+        .map(|v| (v.value.id.to_string(), v.version))
+        .collect();
+    assert_eq!(
+        agents,
+        vec![(a.id.to_string(), 2), (b.id.to_string(), 1)],
+        "every agent, whatever its status, with its version"
+    );
+    assert_eq!(facts.agents[0].value, changed);
+    assert_eq!(facts.systems.len(), 1);
+    let grants: Vec<String> = facts
+        .grants
+        .iter()
+        .map(|v| v.value.id.to_string())
+        .collect();
+    assert_eq!(
+        grants,
+        vec![grant_id(1).to_string(), grant_id(4).to_string()]
+    );
 }
 
 async fn grants_filter_by_agent_system_and_status(h: &mut Harness) {
