@@ -15,7 +15,7 @@
 use std::collections::BTreeSet;
 
 use crate::agent::Agent;
-use crate::id::{PrincipalRef, TeamName, UserName};
+use crate::id::{AgentId, PrincipalRef, TeamName, UserName};
 use crate::system::System;
 use crate::user::Role;
 use crate::DomainError;
@@ -88,6 +88,21 @@ impl Actor {
         } else {
             Err(DomainError::forbidden(format!(
                 "only members of team `{team}` may {what}"
+            )))
+        }
+    }
+
+    /// Asking for a decision on an agent's call: an admin, or a member of the agent's owner
+    /// team (the team is part of the agent's ID, so this holds for unknown agents too).
+    /// Auditors change nothing, and a decision counts against budgets.
+    pub fn require_decision_requester(&self, agent: &AgentId) -> Result<(), DomainError> {
+        self.writer()?;
+        if self.is_admin() || self.teams.contains(agent.team()) {
+            Ok(())
+        } else {
+            Err(DomainError::forbidden(format!(
+                "only admins and members of team `{}` may ask for decisions on its agents",
+                agent.team()
             )))
         }
     }

@@ -133,6 +133,26 @@ slug_newtype!(
     UserName,
     IdKind::User
 );
+impl UserName {
+    /// The name Rein itself acts under (circuit breakers, expiry sweeps). Reserved: no human
+    /// user may have it, so a record naming `rein` was always made by Rein.
+    pub const REIN: &'static str = "rein";
+
+    /// Rein itself, see [`UserName::REIN`].
+    pub fn rein() -> Self {
+        Self(Self::REIN.to_owned())
+    }
+
+    /// Refuses the reserved name for a human user.
+    pub fn check_human(&self) -> Result<(), DomainError> {
+        if self.0 == Self::REIN {
+            Err(bad(IdKind::User, &self.0, "is reserved for Rein itself"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
 slug_newtype!(
     /// A team, e.g. `payments`.
     TeamName,

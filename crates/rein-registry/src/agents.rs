@@ -3,10 +3,11 @@
 use rein_core::agent::{AccountableRoles, Agent, AgentStatus, Budgets};
 use rein_core::authz::Actor;
 use rein_core::grant::GrantStatus;
-use rein_core::id::{AgentId, AgentName, Environment, PrincipalRef, TeamName};
+use rein_core::id::{AgentId, AgentName, Environment, PrincipalRef, TeamName, UserName};
 use rein_core::key::{AgentKey, Jwk};
 use rein_core::DomainError;
 use rein_store::AgentFilter;
+use rein_store::INITIAL_VERSION;
 use serde::{Deserialize, Serialize};
 
 use rein_audit::EventType;
@@ -149,6 +150,7 @@ impl Registry {
             self.store.insert_agent(&agent),
         )
         .await?;
+        self.agent_written(&agent, INITIAL_VERSION);
         Ok(agent)
     }
 
@@ -236,6 +238,26 @@ impl Registry {
                 Ok(a.suspend(&actor.user, now, reason)?)
             },
             |a| audit::agent_event(EventType::AgentSuspended, actor, a, Some(reason)),
+        )
+        .await
+    }
+
+    /// Suspends an agent on Rein's own authority: its budget was breached and its budgets ask
+    /// for the circuit breaker. Recorded with Rein as the actor and `reason`. An agent that is
+    /// no longer active is left as it is.
+    pub async fn trip_breaker(&self, id: &AgentId, reason: &str) -> Result<Agent, Error> {
+        check_reason(reason)?;
+        let now = self.now();
+        let rein = UserName::rein();
+        self.modify_agent(
+            id,
+            |a| {
+                if a.status == AgentStatus::Active {
+                    a.suspend(&rein, now, reason)?;
+                }
+                Ok(())
+            },
+            |a| audit::agent_event_by_rein(EventType::AgentSuspended, a, Some(reason)),
         )
         .await
     }

@@ -16,7 +16,8 @@ use rein_audit::{ActorKind, Event, EventType, Receipt};
 use rein_core::agent::Agent;
 use rein_core::authz::Actor;
 use rein_core::grant::Grant;
-use rein_core::id::{AgentId, GrantId};
+use rein_core::id::{AgentId, GrantId, SystemName};
+use rein_core::system::System;
 use rein_store::{StoreError, Version, Versioned};
 
 use crate::{Error, Registry};
@@ -116,7 +117,7 @@ impl Registry {
         write: Write,
         mut change: Change,
         describe: Describe,
-    ) -> Result<T, Error>
+    ) -> Result<Versioned<T>, Error>
     where
         T: Clone,
         Read: Fn() -> ReadFut,
@@ -137,7 +138,7 @@ impl Registry {
             let event = describe(&value);
             let receipt = self.record(event.clone()).await?;
             match write(value.clone(), version).await {
-                Ok(_) => return Ok(value),
+                Ok(version) => return Ok(Versioned { value, version }),
                 Err(StoreError::Conflict { .. }) => {
                     self.supersede(
                         receipt,
@@ -159,7 +160,7 @@ impl Registry {
         })
     }
 
-    /// [`Registry::modify`] for an agent.
+    /// [`Registry::modify`] for an agent; tells the observers.
     pub(crate) async fn modify_agent<Change, Describe>(
         &self,
         id: &AgentId,
@@ -171,18 +172,21 @@ impl Registry {
         Describe: Fn(&Agent) -> Event,
     {
         let store = &self.store;
-        self.modify(
-            "agent",
-            id.as_str(),
-            || store.agent(id),
-            |a, v| async move { store.update_agent(&a, v).await },
-            change,
-            describe,
-        )
-        .await
+        let written = self
+            .modify(
+                "agent",
+                id.as_str(),
+                || store.agent(id),
+                |a, v| async move { store.update_agent(&a, v).await },
+                change,
+                describe,
+            )
+            .await?;
+        self.agent_written(&written.value, written.version);
+        Ok(written.value)
     }
 
-    /// [`Registry::modify`] for a grant.
+    /// [`Registry::modify`] for a grant; tells the observers.
     pub(crate) async fn modify_grant<Change, Describe>(
         &self,
         id: &GrantId,
@@ -194,15 +198,65 @@ impl Registry {
         Describe: Fn(&Grant) -> Event,
     {
         let store = &self.store;
-        self.modify(
-            "grant",
-            id.as_str(),
-            || store.grant(id),
-            |g, v| async move { store.update_grant(&g, v).await },
-            change,
-            describe,
-        )
-        .await
+        let written = self
+            .modify(
+                "grant",
+                id.as_str(),
+                || store.grant(id),
+                |g, v| async move { store.update_grant(&g, v).await },
+                change,
+                describe,
+            )
+            .await?;
+        self.grant_written(&written.value, written.version);
+        Ok(written.value)
+    }
+
+    /// [`Registry::modify`] for a system; tells the observers.
+    pub(crate) async fn modify_system<Change, Describe>(
+        &self,
+        name: &SystemName,
+        change: Change,
+        describe: Describe,
+    ) -> Result<System, Error>
+    where
+        Change: FnMut(&mut System) -> Result<(), Error>,
+        Describe: Fn(&System) -> Event,
+    {
+        let store = &self.store;
+        let written = self
+            .modify(
+                "system",
+                name.as_str(),
+                || store.system(name),
+                |s, v| async move { store.update_system(&s, v).await },
+                change,
+                describe,
+            )
+            .await?;
+        self.system_written(&written.value, written.version);
+        Ok(written.value)
+    }
+
+    /// Tells the observers that `agent` is now at `version`.
+    pub(crate) fn agent_written(&self, agent: &Agent, version: Version) {
+        for o in self.observers.iter() {
+            o.agent_written(agent, version);
+        }
+    }
+
+    /// Tells the observers that `system` is now at `version`.
+    pub(crate) fn system_written(&self, system: &System, version: Version) {
+        for o in self.observers.iter() {
+            o.system_written(system, version);
+        }
+    }
+
+    /// Tells the observers that `grant` is now at `version`.
+    pub(crate) fn grant_written(&self, grant: &Grant, version: Version) {
+        for o in self.observers.iter() {
+            o.grant_written(grant, version);
+        }
     }
 }
 
@@ -249,7 +303,25 @@ pub(crate) fn agent_event(
     a: &rein_core::agent::Agent,
     reason: Option<&str>,
 ) -> Event {
-    let mut e = change(event_type, actor, a.id.as_str());
+    agent_event_by(event_type, user(actor), a, reason)
+}
+
+/// An agent's lifecycle event by Rein itself (circuit breaker).
+pub(crate) fn agent_event_by_rein(
+    event_type: EventType,
+    a: &rein_core::agent::Agent,
+    reason: Option<&str>,
+) -> Event {
+    agent_event_by(event_type, rein(), a, reason)
+}
+
+fn agent_event_by(
+    event_type: EventType,
+    by: rein_audit::Actor,
+    a: &rein_core::agent::Agent,
+    reason: Option<&str>,
+) -> Event {
+    let mut e = change_by(event_type, by, a.id.as_str());
     e.agent = Some(a.id.to_string());
     e.reason = reason.map(str::to_owned);
     e.approvers = a.roles.approvers.iter().map(ToString::to_string).collect();
@@ -280,15 +352,15 @@ pub(crate) fn grant_event_by_rein(
     g: &rein_core::grant::Grant,
     reason: Option<&str>,
 ) -> Event {
-    grant_event_by(
-        event_type,
-        rein_audit::Actor {
-            kind: ActorKind::Rein,
-            id: "rein".into(),
-        },
-        g,
-        reason,
-    )
+    grant_event_by(event_type, rein(), g, reason)
+}
+
+/// Rein itself as the actor of an event.
+fn rein() -> rein_audit::Actor {
+    rein_audit::Actor {
+        kind: ActorKind::Rein,
+        id: rein_core::id::UserName::REIN.into(),
+    }
 }
 
 fn grant_event_by(

@@ -5,6 +5,7 @@ use rein_core::authz::Actor;
 use rein_core::grant::{Grant, GrantRequest, GrantStatus};
 use rein_core::id::GrantId;
 use rein_store::GrantFilter;
+use rein_store::INITIAL_VERSION;
 
 use rein_audit::EventType;
 
@@ -87,6 +88,7 @@ impl Registry {
             self.store.insert_grant(&grant),
         )
         .await?;
+        self.grant_written(&grant, INITIAL_VERSION);
         Ok(grant)
     }
 

@@ -12,6 +12,7 @@ mod audit_read;
 mod error;
 mod grants;
 pub mod keys;
+mod observe;
 mod systems;
 mod teams;
 mod tokens;
@@ -30,6 +31,7 @@ pub use audit_read::{
     MAX_AUDIT_PAGE,
 };
 pub use error::Error;
+pub use observe::Observer;
 pub use systems::{NewSystem, SystemPatch};
 pub use teams::{NewTeam, TeamPatch};
 pub use tokens::{IssuedToken, NewToken};
@@ -88,6 +90,7 @@ pub struct Registry {
     clock: Arc<dyn Clock>,
     audit: AuditLog,
     locks: Arc<audit::Locks>,
+    observers: Arc<[Arc<dyn Observer>]>,
 }
 
 impl Registry {
@@ -104,7 +107,18 @@ impl Registry {
             clock,
             audit,
             locks: Arc::new(audit::Locks::new()),
+            observers: Arc::from(Vec::new()),
         }
+    }
+
+    /// This registry, also telling `observer` about every agent, system and grant it writes
+    /// (see [`Observer`]). Clones made before this call do not tell it.
+    #[must_use]
+    pub fn observed_by(mut self, observer: Arc<dyn Observer>) -> Self {
+        let mut all = self.observers.to_vec();
+        all.push(observer);
+        self.observers = Arc::from(all);
+        self
     }
 
     /// The settings in force.
@@ -122,7 +136,8 @@ impl Registry {
         &self.store
     }
 
-    fn now(&self) -> DateTime<Utc> {
+    /// The registry clock's time.
+    pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
 

@@ -9,6 +9,7 @@ use rein_core::DomainError;
 use serde::{Deserialize, Serialize};
 
 use rein_audit::EventType;
+use rein_store::INITIAL_VERSION;
 
 use crate::{audit, Error, Registry};
 
@@ -108,6 +109,7 @@ impl Registry {
             self.store.insert_system(&system),
         )
         .await?;
+        self.system_written(&system, INITIAL_VERSION);
         Ok(system)
     }
 
@@ -146,12 +148,8 @@ impl Registry {
             self.check_principals("approvers", approvers).await?;
         }
         let now = self.now();
-        let store = &self.store;
-        self.modify(
-            "system",
-            name.as_str(),
-            || store.system(name),
-            |s, v| async move { store.update_system(&s, v).await },
+        self.modify_system(
+            name,
             |s| {
                 if let Some(d) = &patch.description {
                     s.description.clone_from(d);

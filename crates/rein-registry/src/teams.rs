@@ -138,5 +138,6 @@ impl Registry {
             },
         )
         .await
+        .map(|w| w.value)
     }
 }

@@ -60,6 +60,7 @@ impl Registry {
         if !self.store.users().await?.is_empty() {
             return Err(DomainError::forbidden("Rein is already initialised: users exist").into());
         }
+        name.check_human()?;
         let now = self.now();
         let user = User {
             name: name.clone(),
@@ -89,6 +90,7 @@ impl Registry {
     /// Creates a user (admins only).
     pub async fn create_user(&self, actor: &Actor, new: NewUser) -> Result<User, Error> {
         actor.require_admin("create users")?;
+        new.name.check_human()?;
         check_short("display_name", &new.display_name)?;
         check_short("email", &new.email)?;
         let user = User {
@@ -183,5 +185,6 @@ impl Registry {
             },
         )
         .await
+        .map(|w| w.value)
     }
 }
