@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use rein_core::agent::{Agent, AgentStatus};
 use rein_core::grant::{Grant, GrantStatus};
 use rein_core::system::{ActionClass, System};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cedar::Call;
 use crate::guardrails::{Evaluation, Guardrails, Mode};
@@ -60,7 +60,7 @@ pub enum ApprovalEvidence {
 }
 
 /// The three outcomes of a decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// The call may proceed.
@@ -83,7 +83,7 @@ impl Outcome {
 }
 
 /// Which step of the decision semantics decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
     /// Step 1: the agent is unknown, revoked, not active, or misses accountable roles.
@@ -115,7 +115,7 @@ impl Rule {
 }
 
 /// What a step-up needs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepUp {
     /// The `@step_up` guardrails that matched.
     pub policies: Vec<String>,
@@ -124,7 +124,7 @@ pub struct StepUp {
 }
 
 /// What a `@shadow` guardrail would have done.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "effect", rename_all = "snake_case")]
 pub enum ShadowVerdict {
     /// It matched and would deny.
@@ -142,7 +142,7 @@ pub enum ShadowVerdict {
 }
 
 /// One shadow guardrail's would-be effect.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShadowEffect {
     /// The guardrail's `@id`.
     pub policy: String,
@@ -258,9 +258,10 @@ pub fn decide(req: &Request, facts: &Facts<'_>, guardrails: &Guardrails) -> Deci
 
     // 2. The grant.
     let Some(system) = facts.system else {
-        return d.error(
+        return d.deny(
+            Rule::Grant,
             "rule:system-unknown",
-            &PolicyError::facts(format!("system `{}` was not loaded", req.system)),
+            format!("system `{}` is not registered", req.system),
         );
     };
     if system.name != req.system {

@@ -21,6 +21,8 @@
 //! When Cedar runs, it gets a policy set built once per distinct slice, a context holding
 //! only the attributes the slice reads, and the agent, system and tool entities cached per
 //! (agent, system, action) as long as the facts they came from are unchanged.
+//! - [`explain`] says why: every step with what it looked at, and every guardrail of the set
+//!   (evaluated without slicing) with what happened to it; it agrees with [`decide`].
 //! - [`RequestContext::validate`] and [`canonical_json`] define what a valid context is and
 //!   the canonical form of a call's arguments, whose SHA-256 an approval is bound to.
 //!
@@ -35,6 +37,7 @@
 mod cedar;
 mod decision;
 mod error;
+mod explain;
 mod guardrails;
 mod prefilter;
 mod request;
@@ -45,6 +48,10 @@ pub use decision::{
     ShadowVerdict, StepUp,
 };
 pub use error::{PolicyError, PolicyFileError};
+pub use explain::{
+    explain, Explanation, GuardrailExplanation, GuardrailStatus, SkippedBy, Step, StepExplanation,
+    StepStatus,
+};
 pub use guardrails::{Guardrail, Guardrails, Mode, MAX_STEP_UP_APPROVERS};
 pub use request::{
     argument_digest, canonical_json, Request, RequestContext, MAX_ARGUMENTS_BYTES,

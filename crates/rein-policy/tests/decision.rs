@@ -398,7 +398,12 @@ fn decision_semantics_table() {
         (
             "system not loaded",
             Case::new("select_invoices").with(|c| c.system = None),
-            expect(Deny, Rule::Error, &["rule:system-unknown"], "error:"),
+            expect(
+                Deny,
+                Rule::Grant,
+                &["rule:system-unknown"],
+                "not registered",
+            ),
         ),
         (
             "action the system does not declare",
