@@ -1,0 +1,232 @@
+//! The in-memory copy of the records decisions read: agents, systems and live grants.
+//!
+//! Loaded from the store at start ([`FactsCache::load`]) and kept current by the registry,
+//! which tells it about every write before the write's operation returns ([`Observer`]). Each
+//! entry keeps the record's version, so a stale copy (a reload racing a write, or two writers'
+//! notifications arriving out of order) never replaces a newer one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use rein_core::agent::Agent;
+use rein_core::grant::{Grant, GrantStatus};
+use rein_core::id::{AgentId, GrantId, SystemName};
+use rein_core::system::System;
+use rein_registry::Observer;
+use rein_store::{DecisionFacts, Version};
+
+/// What one decision reads.
+#[derive(Debug, Clone, Default)]
+pub struct Lookup {
+    /// The agent, if known.
+    pub agent: Option<Arc<Agent>>,
+    /// The system, if known.
+    pub system: Option<Arc<System>>,
+    /// The agent's grants on the system whose stored status is `active`.
+    pub grants: Arc<[Grant]>,
+}
+
+/// The facts cache. Share it behind an `Arc`; give the same `Arc` to
+/// [`rein_registry::Registry::observed_by`].
+#[derive(Debug, Default)]
+pub struct FactsCache {
+    inner: RwLock<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    agents: HashMap<AgentId, (Version, Arc<Agent>)>,
+    systems: HashMap<SystemName, (Version, Arc<System>)>,
+    /// The newest version seen of every grant, live or not, so that a stale copy of a grant
+    /// that was revoked since is recognised as stale.
+    grant_versions: HashMap<GrantId, Version>,
+    /// Live (`active`) grants by agent, then system.
+    grants: HashMap<AgentId, HashMap<SystemName, Arc<[Grant]>>>,
+}
+
+/// The cache's lock was poisoned by a panic while it was being changed: its content can no
+/// longer be trusted, so decisions deny.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the in-memory registry facts are unusable after an internal failure")]
+pub struct FactsUnavailable;
+
+impl FactsCache {
+    /// Merges a snapshot read from the store: each record replaces the cached one only if it is
+    /// newer.
+    pub fn load(&self, facts: DecisionFacts) {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        for a in facts.agents {
+            inner.agent(a.value, a.version);
+        }
+        for s in facts.systems {
+            inner.system(s.value, s.version);
+        }
+        for g in facts.grants {
+            inner.grant(g.value, g.version);
+        }
+    }
+
+    /// The agent, the system, and the agent's live grants on it.
+    pub fn lookup(&self, agent: &AgentId, system: &SystemName) -> Result<Lookup, FactsUnavailable> {
+        let inner = self.inner.read().map_err(|_| FactsUnavailable)?;
+        Ok(Lookup {
+            agent: inner.agents.get(agent).map(|(_, a)| Arc::clone(a)),
+            system: inner.systems.get(system).map(|(_, s)| Arc::clone(s)),
+            grants: inner
+                .grants
+                .get(agent)
+                .and_then(|by_system| by_system.get(system))
+                .map_or_else(|| Arc::from(Vec::new()), Arc::clone),
+        })
+    }
+
+    /// How many agents, systems and live grants are held.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        let grants = inner
+            .grants
+            .values()
+            .flat_map(HashMap::values)
+            .map(|g| g.len())
+            .sum();
+        (inner.agents.len(), inner.systems.len(), grants)
+    }
+}
+
+impl Inner {
+    fn agent(&mut self, agent: Agent, version: Version) {
+        match self.agents.get(&agent.id) {
+            Some((held, _)) if *held >= version => {}
+            _ => {
+                self.agents
+                    .insert(agent.id.clone(), (version, Arc::new(agent)));
+            }
+        }
+    }
+
+    fn system(&mut self, system: System, version: Version) {
+        match self.systems.get(&system.name) {
+            Some((held, _)) if *held >= version => {}
+            _ => {
+                self.systems
+                    .insert(system.name.clone(), (version, Arc::new(system)));
+            }
+        }
+    }
+
+    fn grant(&mut self, grant: Grant, version: Version) {
+        if self
+            .grant_versions
+            .get(&grant.id)
+            .is_some_and(|held| *held >= version)
+        {
+            return;
+        }
+        self.grant_versions.insert(grant.id.clone(), version);
+        let by_system = self.grants.entry(grant.agent.clone()).or_default();
+        let current = by_system
+            .get(&grant.system)
+            .map(|g| g.to_vec())
+            .unwrap_or_default();
+        let system = grant.system.clone();
+        let mut next: Vec<Grant> = current.into_iter().filter(|g| g.id != grant.id).collect();
+        if grant.status == GrantStatus::Active {
+            next.push(grant);
+        }
+        if next.is_empty() {
+            by_system.remove(&system);
+        } else {
+            by_system.insert(system, Arc::from(next));
+        }
+    }
+}
+
+impl Observer for FactsCache {
+    fn agent_written(&self, agent: &Agent, version: Version) {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        inner.agent(agent.clone(), version);
+    }
+
+    fn system_written(&self, system: &System, version: Version) {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        inner.system(system.clone(), version);
+    }
+
+    fn grant_written(&self, grant: &Grant, version: Version) {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        inner.grant(grant.clone(), version);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeSet;
+
+    use chrono::{TimeZone as _, Utc};
+
+    use super::*;
+
+    fn grant(n: u128, status: GrantStatus) -> Grant {
+        let at = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+        Grant {
+            id: GrantId::from_bytes(n.to_be_bytes()),
+            agent: "spiffe://rein.local/agent/payments/bot/prod"
+                .parse()
+                .unwrap(),
+            system: "billing-db".parse().unwrap(),
+            actions: BTreeSet::from(["query".parse().unwrap()]),
+            expires_at: at + chrono::Duration::days(1),
+            schedule: None,
+            max_token_ttl_secs: None,
+            justification: "test".into(),
+            requested_by: "dave".parse().unwrap(),
+            requested_at: at,
+            status,
+            mutates_production: false,
+            approvers: Vec::new(),
+            business_owner_approver: None,
+            approvals: Vec::new(),
+            revokers: Vec::new(),
+            closed: None,
+            updated_at: at,
+        }
+    }
+
+    fn live(cache: &FactsCache) -> Vec<GrantStatus> {
+        let g = grant(1, GrantStatus::Active);
+        let lookup = cache.lookup(&g.agent, &g.system).unwrap();
+        lookup.grants.iter().map(|g| g.status).collect()
+    }
+
+    #[test]
+    fn a_revocation_is_not_undone_by_a_stale_copy() {
+        let cache = FactsCache::default();
+        cache.grant_written(&grant(1, GrantStatus::Active), 2);
+        assert_eq!(live(&cache), vec![GrantStatus::Active]);
+        cache.grant_written(&grant(1, GrantStatus::Revoked), 3);
+        assert!(live(&cache).is_empty());
+        // A reload that read the grant before it was revoked, or a late notification.
+        cache.grant_written(&grant(1, GrantStatus::Active), 2);
+        cache.load(DecisionFacts {
+            grants: vec![rein_store::Versioned {
+                value: grant(1, GrantStatus::Active),
+                version: 2,
+            }],
+            ..DecisionFacts::default()
+        });
+        assert!(live(&cache).is_empty(), "the newer revocation stands");
+    }
+
+    #[test]
+    fn only_active_grants_are_held_and_a_new_version_replaces_the_old() {
+        let cache = FactsCache::default();
+        cache.grant_written(&grant(1, GrantStatus::Requested), 1);
+        cache.grant_written(&grant(2, GrantStatus::Active), 2);
+        assert_eq!(live(&cache), vec![GrantStatus::Active]);
+        cache.grant_written(&grant(1, GrantStatus::Active), 2);
+        assert_eq!(live(&cache).len(), 2);
+        assert_eq!(cache.counts(), (0, 0, 2));
+    }
+}

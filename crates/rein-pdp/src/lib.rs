@@ -1,0 +1,573 @@
+//! Rein's policy decision point: everything around [`rein_policy::decide`] that needs state.
+//!
+//! - [`FactsCache`]: the agents, systems and live grants decisions read, in memory, kept current
+//!   by the registry's [`rein_registry::Observer`] hook (a write on this node is seen by the next
+//!   decision) and merged by version with periodic reloads from the store.
+//! - [`Budgets`](budget::Budgets): calls per minute per agent, mutations and distinct systems
+//!   per task, counted under a per-agent lock so that a budget's last unit is given once.
+//! - [`PolicySource`]: the guardrail set in force, reloaded from its directory on demand or on
+//!   file change, swapped atomically, never replaced by a set that fails to load.
+//!
+//! [`Pdp::authorize`] decides, counts the call, trips the circuit breaker (suspends the agent
+//! through the registry) when a budget says so, and writes the decision to the audit log before
+//! answering: a decision that cannot be recorded is a deny.
+
+pub mod budget;
+mod error;
+mod facts;
+mod policies;
+mod watch;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use rein_audit::{ActorKind, Event, EventType};
+use rein_core::authz::Actor;
+use rein_core::id::{ActionName, AgentId, SystemName};
+use rein_policy::{
+    decide, ApprovalEvidence, Decision, Facts, Outcome, Request, RequestContext, Rule,
+    ShadowEffect, StepUp,
+};
+use rein_registry::Registry;
+use serde::{Deserialize, Serialize};
+
+pub use error::Error;
+pub use facts::{FactsCache, FactsUnavailable, Lookup};
+pub use policies::{load_dir, LoadError, Loaded, PolicySource};
+pub use watch::Watch;
+
+/// Most requests in one batch.
+pub const MAX_BATCH: usize = 100;
+
+/// One request to decide, as callers send it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizeRequest {
+    /// The calling agent's SPIFFE ID.
+    #[schema(value_type = String, example = "spiffe://rein.local/agent/payments/refunder/prod")]
+    pub agent: AgentId,
+    /// The target system.
+    #[schema(value_type = String, example = "payments-db")]
+    pub system: SystemName,
+    /// The action (tool) to call.
+    #[schema(value_type = String, example = "query")]
+    pub action: ActionName,
+    /// What the agent states about the call.
+    #[serde(default)]
+    pub context: CallContext,
+}
+
+/// The agent's statement about a call.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CallContext {
+    /// The task the call belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    /// The task's stated intent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<String>,
+    /// Risk as the agent assesses it, 0 to 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<i64>,
+    /// Confidence as the agent assesses it, 0.0 to 1.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
+    /// The call's arguments, a JSON object (at most 64 KiB in canonical form, 16 levels deep).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub arguments: Option<serde_json::Value>,
+    /// The step-up approval attached to this call, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_id: Option<String>,
+}
+
+impl CallContext {
+    /// The engine's context, validated.
+    fn validate(self) -> Result<RequestContext, Error> {
+        let risk = self
+            .risk
+            .map(|r| {
+                u8::try_from(r)
+                    .ok()
+                    .filter(|r| *r <= 100)
+                    .ok_or_else(|| Error::invalid("context.risk", "must be 0 to 100"))
+            })
+            .transpose()?;
+        let context = RequestContext {
+            task_id: self.task_id,
+            intent: self.intent,
+            risk,
+            confidence: self.confidence,
+            arguments: self.arguments.unwrap_or(serde_json::Value::Null),
+            approval_id: self.approval_id,
+        };
+        context.validate().map_err(Error::Context)?;
+        Ok(context)
+    }
+}
+
+/// The answer to one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Authorization {
+    /// `allow`, `deny` or `step_up`.
+    #[schema(value_type = String, example = "allow")]
+    pub decision: Outcome,
+    /// This decision's ID, the `subject` of its audit record.
+    pub decision_id: String,
+    /// What decided: grant IDs, guardrail IDs, `rule:<name>`.
+    pub determined_by: Vec<String>,
+    /// Would-be effects of matching `@shadow` guardrails.
+    #[schema(value_type = Vec<Object>)]
+    pub shadow: Vec<ShadowEffect>,
+    /// The guardrail set's version (content hash).
+    pub policy_version: String,
+    /// Why, in words.
+    pub reason: String,
+    /// Which step decided: `agent`, `grant`, `budget`, `guardrail`, `allow` or `error`.
+    #[schema(value_type = String, example = "allow")]
+    pub rule: Rule,
+    /// What a step-up needs, when the decision is `step_up`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub step_up: Option<StepUp>,
+    /// SHA-256 of the canonical arguments (what an approval binds to).
+    pub argument_digest: String,
+    /// The audit record of this decision; absent only when it could not be written (and the
+    /// decision is then a deny).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_seq: Option<u64>,
+}
+
+/// The guardrail set in force, as `GET /v1/policies` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PolicyStatus {
+    /// Content hash of the set.
+    pub version: String,
+    /// When it was loaded.
+    pub loaded_at: DateTime<Utc>,
+    /// The directory it is loaded from, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// Its guardrails.
+    pub guardrails: Vec<GuardrailInfo>,
+}
+
+/// One guardrail of the set in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GuardrailInfo {
+    /// Its `@id`.
+    pub id: String,
+    /// `enforce` or `shadow`.
+    pub mode: String,
+    /// Approvers a match needs instead of a denial (`@step_up`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_up: Option<u32>,
+    /// Its `@reason`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// `file:line` where it starts.
+    pub location: String,
+}
+
+/// The policy decision point. Cheap to share behind an `Arc`.
+pub struct Pdp {
+    registry: Registry,
+    facts: Arc<FactsCache>,
+    budgets: budget::Budgets,
+    policies: PolicySource,
+}
+
+impl Pdp {
+    /// A decision point over `registry` (which must be [`Registry::observed_by`] `facts`),
+    /// with `policies` in force. Load `facts` with [`Pdp::refresh`] before serving.
+    pub fn new(registry: Registry, facts: Arc<FactsCache>, policies: PolicySource) -> Self {
+        Self {
+            registry,
+            facts,
+            budgets: budget::Budgets::default(),
+            policies,
+        }
+    }
+
+    /// A ready decision point: `registry` observed by a new facts cache loaded from the store,
+    /// guardrails from `policies_dir` (none: an empty set). Serve with [`Pdp::registry`], which
+    /// keeps the cache current.
+    pub async fn start(
+        registry: Registry,
+        policies_dir: Option<std::path::PathBuf>,
+    ) -> Result<Arc<Self>, Error> {
+        let facts = Arc::new(FactsCache::default());
+        let registry = registry.observed_by(Arc::clone(&facts) as Arc<dyn rein_registry::Observer>);
+        let policies = PolicySource::open(policies_dir, registry.now()).map_err(Error::Policies)?;
+        let pdp = Arc::new(Self::new(registry, facts, policies));
+        pdp.refresh().await?;
+        Ok(pdp)
+    }
+
+    /// The registry, observed by this decision point's facts cache.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The facts cache.
+    pub fn facts(&self) -> &FactsCache {
+        &self.facts
+    }
+
+    /// Re-reads agents, systems and live grants from the store and merges them by version:
+    /// picks up what other replicas wrote.
+    pub async fn refresh(&self) -> Result<(), Error> {
+        let facts = self
+            .registry
+            .store()
+            .decision_facts()
+            .await
+            .map_err(|e| Error::Registry(e.into()))?;
+        self.facts.load(facts);
+        Ok(())
+    }
+
+    /// Decides one request for `actor` (an admin, or a member of the agent's team).
+    pub async fn authorize(
+        &self,
+        actor: &Actor,
+        request: AuthorizeRequest,
+    ) -> Result<Authorization, Error> {
+        actor.require_decision_requester(&request.agent)?;
+        let prepared = prepare(request)?;
+        Ok(self.decide_and_record(actor, prepared).await)
+    }
+
+    /// Decides up to [`MAX_BATCH`] requests; all are checked before any is decided, so a
+    /// malformed one refuses the whole batch (naming its index) and nothing is counted.
+    pub async fn authorize_batch(
+        &self,
+        actor: &Actor,
+        requests: Vec<AuthorizeRequest>,
+    ) -> Result<Vec<Authorization>, Error> {
+        if requests.is_empty() || requests.len() > MAX_BATCH {
+            return Err(Error::invalid(
+                "requests",
+                format!("must hold 1 to {MAX_BATCH} requests"),
+            ));
+        }
+        let mut prepared = Vec::with_capacity(requests.len());
+        for (i, request) in requests.into_iter().enumerate() {
+            actor.require_decision_requester(&request.agent)?;
+            prepared.push(prepare(request).map_err(|e| e.at_index(i))?);
+        }
+        let decisions = prepared
+            .into_iter()
+            .map(|p| self.decide_and_record(actor, p));
+        Ok(futures_util::future::join_all(decisions).await)
+    }
+
+    /// The guardrail set in force.
+    pub fn policy_status(&self) -> PolicyStatus {
+        let loaded = self.policies.current();
+        PolicyStatus {
+            version: loaded.guardrails.version().to_owned(),
+            loaded_at: loaded.loaded_at,
+            dir: self.policies.dir().map(|d| d.display().to_string()),
+            guardrails: loaded
+                .guardrails
+                .guardrails()
+                .iter()
+                .map(|g| GuardrailInfo {
+                    id: g.id.clone(),
+                    mode: match g.mode {
+                        rein_policy::Mode::Enforce => "enforce",
+                        rein_policy::Mode::Shadow => "shadow",
+                    }
+                    .to_owned(),
+                    step_up: g.step_up,
+                    reason: g.reason.clone(),
+                    location: format!("{}:{}", g.file, g.line),
+                })
+                .collect(),
+        }
+    }
+
+    /// Reloads the guardrails from their directory (an admin, or Rein itself on a file change
+    /// when `actor` is `None`). The new set is recorded in the audit log and then put in
+    /// force; an invalid set, or one that cannot be recorded, leaves the previous set in force.
+    pub async fn reload_policies(&self, actor: Option<&Actor>) -> Result<PolicyStatus, Error> {
+        if let Some(a) = actor {
+            a.require_admin("reload policies")?;
+        }
+        let by = actor.map_or_else(rein_actor, user_actor);
+        let previous = self.policies.current().guardrails.version().to_owned();
+        let (turn, guardrails) = match self.policies.prepare().await {
+            Ok(ready) => ready,
+            Err(e) => {
+                let mut event = Event::new(EventType::PolicySetLoaded, by, "failure");
+                event.policy_version = Some(previous);
+                event.reason = Some(truncate(&e.to_string(), 2048));
+                if let Err(audit) = self.registry.audit().append(event).await {
+                    tracing::error!(error = %audit, "could not record a failed policy reload");
+                }
+                return Err(Error::Policies(e));
+            }
+        };
+        let mut event = Event::new(EventType::PolicySetLoaded, by, "success");
+        event.policy_version = Some(guardrails.version().to_owned());
+        event.subject = Some(guardrails.version().to_owned());
+        event.details.insert("previous_version".into(), previous);
+        event.details.insert(
+            "guardrails".into(),
+            guardrails.guardrails().len().to_string(),
+        );
+        self.registry
+            .audit()
+            .append(event)
+            .await
+            .map_err(|e| Error::AuditUnavailable(e.to_string()))?;
+        self.policies.install(turn, guardrails, self.registry.now());
+        Ok(self.policy_status())
+    }
+
+    async fn decide_and_record(&self, actor: &Actor, p: Prepared) -> Authorization {
+        let started = Instant::now();
+        let now = self.registry.now();
+        let decision_id = decision_id();
+        let loaded = self.policies.current();
+        let guardrails = &loaded.guardrails;
+        let (decision, lookup) = match self.facts.lookup(&p.request.agent, &p.request.system) {
+            Ok(lookup) => {
+                let request = Request { now, ..p.request };
+                let d = self.decide_counted(&request, &lookup, guardrails);
+                (d, Some((request, lookup)))
+            }
+            Err(e) => (
+                error_decision(e.to_string(), guardrails.version(), None),
+                None,
+            ),
+        };
+        let mut event = decision_event(actor, &decision_id, &decision, &p.wire);
+        if let Some((_, lookup)) = &lookup {
+            add_accountability(&mut event, &decision, lookup);
+        }
+        event.latency_us = u64::try_from(started.elapsed().as_micros()).ok();
+        let (decision, audit_seq) = match self.registry.audit().append(event).await {
+            Ok(receipt) => (decision, Some(receipt.seq)),
+            Err(e) => {
+                tracing::error!(error = %e, decision_id, "a decision could not be recorded; denied");
+                let digest = decision.argument_digest.clone();
+                (
+                    error_decision(
+                        "the decision could not be recorded in the audit log".into(),
+                        guardrails.version(),
+                        Some(digest),
+                    ),
+                    None,
+                )
+            }
+        };
+        if decision.trip_breaker {
+            self.trip_breaker(&p.wire.agent, &decision).await;
+        }
+        Authorization {
+            decision: decision.outcome,
+            decision_id,
+            determined_by: decision.determined_by,
+            shadow: decision.shadow,
+            policy_version: decision.policy_version,
+            reason: decision.reason,
+            rule: decision.rule,
+            step_up: decision.step_up,
+            argument_digest: decision.argument_digest,
+            audit_seq,
+        }
+    }
+
+    /// Runs the engine with the agent's counters locked, and counts the call.
+    fn decide_counted(
+        &self,
+        request: &Request,
+        lookup: &Lookup,
+        guardrails: &rein_policy::Guardrails,
+    ) -> Decision {
+        let mutating = lookup
+            .system
+            .as_ref()
+            .and_then(|s| s.class_of(&request.action).ok())
+            .is_none_or(|c| c.is_mutating());
+        let task = request.context.task_id.as_deref();
+        // Only known agents get counters, so unknown names cannot grow the table.
+        let slot = lookup.agent.as_ref().map(|a| self.budgets.of(&a.id));
+        let mut counters = slot.as_deref().map(budget::lock);
+        let usage = counters
+            .as_ref()
+            .map(|c| c.usage(request.now, task, &request.system))
+            .unwrap_or_default();
+        let facts = Facts {
+            agent: lookup.agent.as_deref(),
+            system: lookup.system.as_deref(),
+            grants: &lookup.grants,
+            revoked: None,
+            usage,
+            approval: ApprovalEvidence::None,
+        };
+        let decision = decide(request, &facts, guardrails);
+        if let Some(c) = counters.as_mut() {
+            c.record(
+                request.now,
+                task,
+                &request.system,
+                decision.outcome == Outcome::Allow,
+                mutating,
+            );
+        }
+        decision
+    }
+
+    async fn trip_breaker(&self, agent: &AgentId, decision: &Decision) {
+        let reason = format!("circuit breaker: {}", decision.reason);
+        match self.registry.trip_breaker(agent, &reason).await {
+            Ok(_) => tracing::warn!(%agent, %reason, "agent suspended by its circuit breaker"),
+            Err(e) => {
+                tracing::error!(%agent, error = %e, "the circuit breaker could not suspend the agent")
+            }
+        }
+    }
+}
+
+/// A request checked and turned into the engine's form.
+struct Prepared {
+    request: Request,
+    wire: AuthorizeRequest,
+}
+
+fn prepare(request: AuthorizeRequest) -> Result<Prepared, Error> {
+    let context = request.context.clone().validate()?;
+    Ok(Prepared {
+        request: Request {
+            agent: request.agent.clone(),
+            system: request.system.clone(),
+            action: request.action.clone(),
+            context,
+            now: DateTime::<Utc>::UNIX_EPOCH,
+        },
+        wire: request,
+    })
+}
+
+/// `dec_` and 32 random hex digits.
+fn decision_id() -> String {
+    format!("dec_{}", hex::encode(rand::random::<[u8; 16]>()))
+}
+
+fn error_decision(reason: String, version: &str, digest: Option<String>) -> Decision {
+    Decision {
+        outcome: Outcome::Deny,
+        rule: Rule::Error,
+        determined_by: vec!["rule:error".into()],
+        reason,
+        policy_version: version.to_owned(),
+        shadow: Vec::new(),
+        step_up: None,
+        trip_breaker: false,
+        argument_digest: digest.unwrap_or_default(),
+    }
+}
+
+fn user_actor(actor: &Actor) -> rein_audit::Actor {
+    rein_audit::Actor {
+        kind: ActorKind::User,
+        id: actor.user.to_string(),
+    }
+}
+
+fn rein_actor() -> rein_audit::Actor {
+    rein_audit::Actor {
+        kind: ActorKind::Rein,
+        id: rein_core::id::UserName::REIN.into(),
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// The audit record of a decision: never the arguments, only their digest.
+fn decision_event(
+    actor: &Actor,
+    decision_id: &str,
+    decision: &Decision,
+    wire: &AuthorizeRequest,
+) -> Event {
+    let mut e = Event::new(
+        EventType::Decision,
+        user_actor(actor),
+        decision.outcome.as_str(),
+    );
+    e.subject = Some(decision_id.to_owned());
+    e.agent = Some(wire.agent.to_string());
+    e.system = Some(wire.system.to_string());
+    e.action = Some(wire.action.to_string());
+    e.task_id.clone_from(&wire.context.task_id);
+    e.decision = Some(decision.outcome.as_str().to_owned());
+    e.determined_by.clone_from(&decision.determined_by);
+    e.policy_version = Some(decision.policy_version.clone());
+    if !decision.argument_digest.is_empty() {
+        e.argument_digest = Some(decision.argument_digest.clone());
+    }
+    e.reason = Some(decision.reason.clone());
+    e.details
+        .insert("rule".into(), decision.rule.as_str().into());
+    let c = &wire.context;
+    if let Some(intent) = &c.intent {
+        e.details.insert("intent".into(), truncate(intent, 512));
+    }
+    if let Some(r) = c.risk {
+        e.details.insert("risk".into(), r.to_string());
+    }
+    if let Some(conf) = c.confidence {
+        e.details.insert("confidence".into(), conf.to_string());
+    }
+    if let Some(id) = &c.approval_id {
+        e.details.insert("approval_id".into(), id.clone());
+    }
+    if let Some(s) = &decision.step_up {
+        e.details
+            .insert("step_up_approvers".into(), s.approvers_required.to_string());
+    }
+    if !decision.shadow.is_empty() {
+        if let Ok(json) = serde_json::to_string(&decision.shadow) {
+            e.details.insert("shadow".into(), json);
+        }
+    }
+    if decision.trip_breaker {
+        e.details.insert("circuit_breaker".into(), "tripped".into());
+    }
+    e
+}
+
+/// Who approved the access that decided, and who can revoke the agent.
+fn add_accountability(e: &mut Event, decision: &Decision, lookup: &Lookup) {
+    for g in lookup
+        .grants
+        .iter()
+        .filter(|g| decision.determined_by.iter().any(|d| d == g.id.as_str()))
+    {
+        e.approvers
+            .extend(g.approvals.iter().map(|a| a.by.to_string()));
+    }
+    if let Some(agent) = &lookup.agent {
+        e.revokers = agent
+            .roles
+            .revokers
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+    }
+}
