@@ -60,6 +60,8 @@ fn classify(code: &str) -> (StatusCode, &'static str) {
         ),
         "unknown-action" => (StatusCode::UNPROCESSABLE_ENTITY, "Unknown action"),
         "invalid-key" => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid key"),
+        "invalid-policy" => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid policy set"),
+        "policies-unreadable" => (StatusCode::INTERNAL_SERVER_ERROR, "Policies unreadable"),
         "store-unavailable" => (StatusCode::SERVICE_UNAVAILABLE, "Store unavailable"),
         "audit-unavailable" => (StatusCode::SERVICE_UNAVAILABLE, "Audit log unavailable"),
         "keys-unavailable" => (StatusCode::SERVICE_UNAVAILABLE, "Signing keys unavailable"),
@@ -133,6 +135,15 @@ impl From<rein_registry::Error> for ApiError {
             other => other.to_string(),
         };
         Self::new(e.code(), detail)
+    }
+}
+
+impl From<rein_pdp::Error> for ApiError {
+    fn from(e: rein_pdp::Error) -> Self {
+        match e {
+            rein_pdp::Error::Registry(e) => e.into(),
+            other => Self::new(other.code(), other.to_string()),
+        }
     }
 }
 

@@ -26,6 +26,7 @@ use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use axum::serve::ListenerExt;
 use axum::Router;
+use rein_pdp::Pdp;
 use rein_registry::Registry;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -44,23 +45,27 @@ pub use error::Problem;
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::routes::{agents, audit, grants, systems, teams, users};
+use crate::routes::{agents, audit, decisions, grants, systems, teams, users};
 
 /// The largest request body accepted, in bytes (1 MiB); larger bodies get 413.
 const BODY_LIMIT: usize = 1024 * 1024;
 
-/// Everything the handlers share: the registry and the metrics. Cheap to clone.
+/// Everything the handlers share: the registry, the decision point and the metrics. Cheap to
+/// clone.
 #[derive(Clone)]
 pub struct AppState {
     registry: Registry,
+    pdp: Arc<Pdp>,
     metrics: Arc<Metrics>,
 }
 
 impl AppState {
-    /// The state for a server over `registry`, with fresh metrics.
-    pub fn new(registry: Registry) -> Self {
+    /// The state for a server around `pdp` and its registry ([`Pdp::registry`], the one that
+    /// keeps the decision point's facts current), with fresh metrics.
+    pub fn new(pdp: Arc<Pdp>) -> Self {
         Self {
-            registry,
+            registry: pdp.registry().clone(),
+            pdp,
             metrics: Arc::new(Metrics::new()),
         }
     }
@@ -115,6 +120,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/grants/{id}/approve", post(grants::approve))
         .route("/v1/grants/{id}/deny", post(grants::deny))
         .route("/v1/grants/{id}/revoke", post(grants::revoke))
+        .route("/v1/authorize", post(decisions::authorize))
+        .route("/v1/authorize/batch", post(decisions::authorize_batch))
+        .route("/v1/policies", get(decisions::policies))
+        .route("/v1/policies/reload", post(decisions::reload))
         .route("/v1/audit", get(audit::list))
         .route("/v1/audit/checkpoints", get(audit::checkpoints))
         .route("/v1/audit/keys", get(audit::keys))

@@ -43,11 +43,17 @@ fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 15))
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    decision: &'static str,
+}
+
 /// The server's metrics and the registry that exposes them.
 pub(crate) struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    decisions: Family<DecisionLabels, Counter>,
 }
 
 impl Metrics {
@@ -67,11 +73,25 @@ impl Metrics {
             "Time from receiving an HTTP request to sending its response head",
             duration.clone(),
         );
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "decisions",
+            "Policy decisions by outcome (allow, deny, step_up)",
+            decisions.clone(),
+        );
         Self {
             registry,
             requests,
             duration,
+            decisions,
         }
+    }
+
+    /// Counts one decision; `decision` is `allow`, `deny` or `step_up`.
+    pub(crate) fn decided(&self, decision: &'static str) {
+        self.decisions
+            .get_or_create(&DecisionLabels { decision })
+            .inc();
     }
 
     fn encode(&self) -> Result<String, std::fmt::Error> {

@@ -6,7 +6,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 use utoipa::Modify;
 
 use crate::error::{Problem, PROBLEM_JSON};
-use crate::routes::{agents, audit, grants, systems, teams, users};
+use crate::routes::{agents, audit, decisions, grants, systems, teams, users};
 
 /// The name of the bearer-token security scheme (also spelled out in `security(...)` below).
 const BEARER: &str = "bearer";
@@ -32,6 +32,7 @@ const PROBLEM_RESPONSE: &str = "Problem";
         agents::add_key, agents::remove_key,
         grants::request, grants::list, grants::get,
         grants::approve, grants::deny, grants::revoke,
+        decisions::authorize, decisions::authorize_batch, decisions::policies, decisions::reload,
         audit::list, audit::get, audit::why, audit::checkpoints, audit::keys,
         audit::export, audit::verify,
     ),
@@ -45,6 +46,7 @@ const PROBLEM_RESPONSE: &str = "Problem";
         (name = "systems", description = "Target systems and their classified actions"),
         (name = "agents", description = "Agent identities, lifecycle and public keys"),
         (name = "grants", description = "Grants and their approval path"),
+        (name = "decisions", description = "Policy decisions (allow, deny, step-up) and the guardrail set in force"),
         (name = "audit", description = "The tamper-evident audit log: records, why, checkpoints, export and verification (admins and auditors only)"),
         (name = "meta", description = "About the API itself"),
     ),

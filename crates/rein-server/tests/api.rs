@@ -7,6 +7,8 @@
 #[path = "api/audit.rs"]
 mod audit;
 mod common;
+#[path = "api/decisions.rs"]
+mod decisions;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -44,7 +46,15 @@ struct World {
 
 impl World {
     async fn new(backend: &common::Backend) -> Option<Self> {
-        let srv = Server::start(backend).await?;
+        Self::with_policies(backend, None).await
+    }
+
+    /// A world whose guardrails are loaded from `policies`.
+    async fn with_policies(
+        backend: &common::Backend,
+        policies: Option<std::path::PathBuf>,
+    ) -> Option<Self> {
+        let srv = Server::start_with_policies(backend, policies).await?;
         let alice = srv.user("alice", "member").await;
         let bob = srv.user("bob", "member").await;
         let carol = srv.user("carol", "member").await;

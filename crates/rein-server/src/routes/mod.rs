@@ -11,6 +11,7 @@ use crate::AppState;
 
 pub(crate) mod agents;
 pub(crate) mod audit;
+pub(crate) mod decisions;
 pub(crate) mod grants;
 pub(crate) mod systems;
 pub(crate) mod teams;

@@ -26,8 +26,8 @@ use rein_keys::{KeyPurpose, MasterKey, SealedKey};
 use rein_registry::{Clock, Registry, RegistryConfig};
 use rein_server::AppState;
 use rein_store::{
-    AgentFilter, AuditFilter, AuditRow, AuditStore, GrantFilter, PgStore, SqliteStore, Store,
-    StoreError, Version, Versioned,
+    AgentFilter, AuditFilter, AuditRow, AuditStore, DecisionFacts, GrantFilter, PgStore,
+    SqliteStore, Store, StoreError, Version, Versioned,
 };
 use reqwest::header::HeaderMap;
 use reqwest::Method;
@@ -257,6 +257,7 @@ delegate! {
         fn insert_system(&self, system: &System) -> ();
         fn system(&self, name: &SystemName) -> Option<Versioned<System>>;
         fn systems(&self) -> Vec<System>;
+        fn decision_facts(&self) -> DecisionFacts;
         fn update_system(&self, system: &System, expected: Version) -> Version;
         fn insert_agent(&self, agent: &Agent) -> ();
         fn agent(&self, id: &AgentId) -> Option<Versioned<Agent>>;
@@ -318,6 +319,7 @@ pub struct Server {
     pub clock: Arc<TestClock>,
     shutdown: Option<oneshot::Sender<()>>,
     data: Data,
+    _watch: Option<rein_pdp::Watch>,
 }
 
 impl Drop for Server {
@@ -332,6 +334,15 @@ impl Server {
     /// Starts a server over a fresh store with one admin, `admin`; `None` when the backend is
     /// unavailable and not required.
     pub async fn start(backend: &Backend) -> Option<Self> {
+        Self::start_with_policies(backend, None).await
+    }
+
+    /// [`Server::start`] with guardrails loaded from `policies` (and reloaded when its files
+    /// change).
+    pub async fn start_with_policies(
+        backend: &Backend,
+        policies: Option<std::path::PathBuf>,
+    ) -> Option<Self> {
         logs();
         let (inner, data) = open_store(backend).await?;
         let store = Arc::new(FlakyStore {
@@ -363,12 +374,15 @@ impl Server {
             .await
             .unwrap()
             .token;
+        let pdp = rein_pdp::Pdp::start(registry, policies).await.unwrap();
+        let watch = pdp.watch_policies().unwrap();
+        let registry = pdp.registry().clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(rein_server::serve(
             listener,
-            AppState::new(registry.clone()),
+            AppState::new(pdp),
             async move {
                 let _ = rx.await;
             },
@@ -384,6 +398,7 @@ impl Server {
             clock,
             shutdown: Some(tx),
             data,
+            _watch: watch,
         })
     }
 
