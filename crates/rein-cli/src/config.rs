@@ -36,6 +36,8 @@ pub struct FileConfig {
     listen: Option<SocketAddr>,
     database_url: Option<String>,
     grant_expiry_sweep_seconds: Option<u64>,
+    policies_dir: Option<PathBuf>,
+    facts_refresh_seconds: Option<u64>,
     #[serde(default)]
     audit: AuditFileConfig,
 }
@@ -111,6 +113,14 @@ pub struct Overrides {
     /// How often the server records and persists grant expiries, in seconds. [default: 30]
     #[arg(long, env = "REIN_GRANT_EXPIRY_SWEEP_SECONDS", value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub grant_expiry_sweep_seconds: Option<u64>,
+    /// Directory of guardrail policies (`*.cedar`), reloaded when its files change; relative to
+    /// the working directory. [default: `policies` in the data directory]
+    #[arg(long, env = "REIN_POLICIES_DIR", value_name = "DIR")]
+    pub policies_dir: Option<PathBuf>,
+    /// How often the decision point re-reads agents, systems and grants from the database, to
+    /// pick up other replicas' changes, in seconds. [default: 10]
+    #[arg(long, env = "REIN_FACTS_REFRESH_SECONDS", value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub facts_refresh_seconds: Option<u64>,
 }
 
 /// Where the records live.
@@ -154,12 +164,22 @@ pub struct Settings {
     pub audit: LogConfig,
     /// How often grant expiries are swept.
     pub expiry_sweep: Duration,
+    /// Where guardrail policies are loaded from.
+    pub policies_dir: PathBuf,
+    /// Whether `policies_dir` is the default (created when missing) or was configured (must
+    /// exist).
+    pub policies_dir_is_default: bool,
+    /// How often the decision point's facts are re-read from the store.
+    pub facts_refresh: Duration,
 }
 
 /// Checkpoint every 10 000 records or 60 s; sweep expiries every 30 s.
 const DEFAULT_CHECKPOINT_EVERY_RECORDS: u64 = 10_000;
 const DEFAULT_CHECKPOINT_EVERY_SECONDS: u64 = 60;
 const DEFAULT_EXPIRY_SWEEP_SECONDS: u64 = 30;
+const DEFAULT_FACTS_REFRESH_SECONDS: u64 = 10;
+/// The policies directory inside a data directory.
+pub const POLICIES_DIR: &str = "policies";
 
 /// A positive number of something from the file, or an `invalid-config` error.
 fn positive(key: &str, value: Option<u64>) -> anyhow::Result<Option<u64>> {
@@ -241,6 +261,16 @@ impl Settings {
                 file.grant_expiry_sweep_seconds,
             )?)
             .unwrap_or(DEFAULT_EXPIRY_SWEEP_SECONDS);
+        let refresh = overrides
+            .facts_refresh_seconds
+            .or(positive(
+                "facts_refresh_seconds",
+                file.facts_refresh_seconds,
+            )?)
+            .unwrap_or(DEFAULT_FACTS_REFRESH_SECONDS);
+        let configured_policies = overrides.policies_dir.or(file.policies_dir);
+        let policies_dir_is_default = configured_policies.is_none();
+        let policies_dir = configured_policies.unwrap_or_else(|| data_dir.join(POLICIES_DIR));
         Ok(Self {
             registry,
             listen,
@@ -251,6 +281,9 @@ impl Settings {
                 ..LogConfig::default()
             },
             expiry_sweep: Duration::from_secs(sweep),
+            policies_dir,
+            policies_dir_is_default,
+            facts_refresh: Duration::from_secs(refresh),
         })
     }
 }
@@ -283,6 +316,16 @@ pub fn template(database_url: Option<&str>) -> String {
 # How often the server records and persists grant expiries, in seconds
 # (REIN_GRANT_EXPIRY_SWEEP_SECONDS).
 # grant_expiry_sweep_seconds = 30
+
+# Guardrail policies (`*.cedar`), validated when loaded and reloaded when a file changes or on
+# `rein policy reload` (REIN_POLICIES_DIR, --policies-dir). Relative paths are relative to the
+# server's working directory; by default the `policies` directory here.
+# policies_dir = "/etc/rein/policies"
+
+# How often the decision point re-reads agents, systems and grants from the database to pick up
+# other replicas' changes, in seconds (REIN_FACTS_REFRESH_SECONDS). Changes made through this
+# server are seen by the next decision regardless.
+# facts_refresh_seconds = 10
 
 # Database (REIN_DATABASE_URL, --database-url): `postgres://…` for PostgreSQL; by default the
 # SQLite file rein.db in this directory.

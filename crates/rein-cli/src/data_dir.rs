@@ -108,6 +108,8 @@ async fn populate(
     )?;
 
     let settings = Settings::resolve(dir, FileConfig::read(dir)?, overrides)?;
+    fs::create_dir_all(dir.join(config::POLICIES_DIR))
+        .with_context(|| format!("creating `{}`", dir.join(config::POLICIES_DIR).display()))?;
     let store = settings.database.open().await?;
     // A database that holds an installation already (PostgreSQL shared with another data
     // directory) is refused before its signing keys are touched: they are sealed under the

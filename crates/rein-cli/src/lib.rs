@@ -78,6 +78,10 @@ enum Command {
     /// Read, explain, export and verify the audit log (admins and auditors).
     #[command(subcommand)]
     Audit(command::audit::Command),
+    /// Ask for a decision on one call (exit 3 unless it is `allow`).
+    Authorize(command::authorize::Args),
+    /// Check, test and explain guardrail policies, offline (no server needed).
+    Policy(command::policy::Args),
 }
 
 /// Runs `rein` with the process's arguments and returns its exit code.
@@ -98,14 +102,15 @@ pub fn main() -> ExitCode {
         Err(e) => return report(&anyhow::Error::new(e).context("cannot start the async runtime")),
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => Exit::Success.into(),
+        Ok(exit) => exit.into(),
         Err(e) => report(&e),
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<Exit> {
     let client = || cli.client.connect();
-    match cli.command {
+    let done = match cli.command {
+        Command::Authorize(args) => return command::authorize::run(&client()?, args).await,
         Command::Init(args) => command::init::run(args).await,
         Command::Server(args) => command::server::run(args).await,
         Command::Whoami => command::whoami::run(&client()?).await,
@@ -116,7 +121,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agent(cmd) => command::agent::run(&client()?, cmd).await,
         Command::Grant(cmd) => command::grant::run(&client()?, cmd).await,
         Command::Audit(cmd) => command::audit::run(&client()?, cmd).await,
-    }
+        Command::Policy(args) => command::policy::run(args),
+    };
+    done.map(|()| Exit::Success)
 }
 
 /// Prints `error: <detail> (<code>)` as one line on stderr and returns exit code 1.

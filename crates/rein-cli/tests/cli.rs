@@ -19,6 +19,8 @@ use serde_json::Value;
 
 #[path = "cli/audit.rs"]
 mod audit;
+#[path = "cli/policy.rs"]
+mod policy;
 
 /// How long a server may take to print its address and become ready.
 const STARTUP: Duration = Duration::from_secs(60);

@@ -209,7 +209,7 @@ fn path(id: &GrantId) -> String {
 
 /// The agent's SPIFFE ID from the server's record (which also checks the agent exists, and
 /// fills in the server's trust domain for `team/name/environment`).
-async fn spiffe_id(client: &Client, agent: &AgentRef) -> anyhow::Result<AgentId> {
+pub(super) async fn spiffe_id(client: &Client, agent: &AgentRef) -> anyhow::Result<AgentId> {
     let record = client.get(&agent.path()).await?.json()?;
     let id = record.get("id").and_then(Value::as_str).ok_or_else(|| {
         Local::new(

@@ -14,8 +14,10 @@ use crate::client::{segment, Local};
 
 pub mod agent;
 pub mod audit;
+pub mod authorize;
 pub mod grant;
 pub mod init;
+pub mod policy;
 pub mod server;
 pub mod system;
 pub mod team;

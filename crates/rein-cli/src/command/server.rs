@@ -5,12 +5,16 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
 use rein_core::grant::ApprovalRole;
+use rein_pdp::Pdp;
 use rein_registry::Registry;
 use tokio::net::TcpListener;
 
-use crate::config::Overrides;
+use crate::client::Local;
+use crate::config::{Overrides, Settings};
 use crate::data_dir;
 use crate::dev::{self, Dev};
 
@@ -56,7 +60,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "rein server listening"
     );
     println!("REIN_ADDR=http://{addr}");
-    serve(listener, registry, settings.expiry_sweep).await
+    serve(listener, registry, &settings).await
 }
 
 async fn run_dev(args: Args) -> anyhow::Result<()> {
@@ -65,6 +69,9 @@ async fn run_dev(args: Args) -> anyhow::Result<()> {
         tracing::warn!("--dev ignores --database-url and REIN_DATABASE_URL: it uses a throwaway SQLite database");
     }
     let examples = args.examples.unwrap_or_else(|| PathBuf::from("examples"));
+    if overrides.policies_dir.is_none() {
+        overrides.policies_dir = Some(examples.join("policies"));
+    }
     let dev = dev::prepare(&examples, overrides).await?;
     let listener = bind(dev.settings.listen).await?;
     let addr = listener.local_addr().context("reading the bound address")?;
@@ -76,7 +83,7 @@ async fn run_dev(args: Args) -> anyhow::Result<()> {
         settings,
         ..
     } = dev;
-    let served = serve(listener, registry, settings.expiry_sweep).await;
+    let served = serve(listener, registry, &settings).await;
     let path = dir.path().to_owned();
     match dir.close() {
         Ok(()) => tracing::info!(data_dir = %path.display(), "removed the dev data directory"),
@@ -183,15 +190,68 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 async fn serve(
     listener: TcpListener,
     registry: Registry,
-    expiry_sweep: Duration,
+    settings: &Settings,
 ) -> anyhow::Result<()> {
-    let sweeper = tokio::spawn(sweep_expiries(registry.clone(), expiry_sweep));
-    let state = rein_server::AppState::new(registry);
+    let policies = policies_dir(settings)?;
+    let pdp = Pdp::start(registry, Some(policies.clone()))
+        .await
+        .context("starting the decision point")?;
+    let (agents, systems, grants) = pdp.facts().counts();
+    let status = pdp.policy_status();
+    tracing::info!(
+        policies = %policies.display(),
+        policy_version = %status.version,
+        guardrails = status.guardrails.len(),
+        agents, systems, grants,
+        "decision point ready"
+    );
+    let _watch = pdp
+        .watch_policies()
+        .context("watching the policies directory")?;
+    let sweeper = tokio::spawn(sweep_expiries(
+        pdp.registry().clone(),
+        settings.expiry_sweep,
+    ));
+    let refresher = tokio::spawn(refresh_facts(Arc::clone(&pdp), settings.facts_refresh));
+    let state = rein_server::AppState::new(pdp);
     let served = rein_server::serve(listener, state, shutdown_signal()).await;
     sweeper.abort();
+    refresher.abort();
     served.context("serving HTTP")?;
     tracing::info!("rein server stopped");
     Ok(())
+}
+
+/// The policies directory: the default one is created when missing; a configured one must
+/// exist (guardrails someone configured and that are not there must not silently be none).
+fn policies_dir(settings: &Settings) -> anyhow::Result<PathBuf> {
+    let dir = &settings.policies_dir;
+    if settings.policies_dir_is_default && !dir.exists() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the policies directory `{}`", dir.display()))?;
+    }
+    if !dir.is_dir() {
+        return Err(Local::new(
+            "not-found",
+            format!("the policies directory `{}` does not exist", dir.display()),
+        )
+        .into());
+    }
+    Ok(dir.clone())
+}
+
+/// Every `every`, re-reads the decision point's facts from the store, picking up what other
+/// replicas changed. Failures are logged and retried at the next tick.
+async fn refresh_facts(pdp: Arc<Pdp>, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        if let Err(e) = pdp.refresh().await {
+            tracing::error!(error = %e, "re-reading decision facts failed; retrying at the next tick");
+        }
+    }
 }
 
 /// Every `every`, records and persists the expiry of grants past `expires_at`. A grant is
