@@ -209,43 +209,145 @@ pub fn decide(req: &Request, facts: &Facts<'_>, guardrails: &Guardrails) -> Deci
         trip_breaker: false,
         argument_digest: String::new(),
     };
-    let arguments_text = match req.context.canonical_arguments() {
-        Ok(text) => text,
+    let arguments = match Arguments::of(req) {
+        Ok(arguments) => arguments,
         Err(e) => return d.error("rule:invalid-context", &e),
     };
-    d.argument_digest = sha256_hex(arguments_text.as_bytes());
+    d.argument_digest = arguments.digest.clone();
 
-    // 1. The agent.
+    // 1. to 3. The agent, the grant, the budgets.
+    let agent = match check_agent(req, facts) {
+        Ok(agent) => agent,
+        Err(r) => return d.refused(r),
+    };
+    let (system, class, grant) = match check_grant(req, facts) {
+        Ok(found) => found,
+        Err(r) => return d.refused(r),
+    };
+    if let Err(r) = check_budgets(req, agent, class, &facts.usage) {
+        return d.refused(r);
+    }
+
+    // 4. Guardrails.
+    let call = arguments.call(req, agent, system, class);
+    match guardrails.evaluate(&call, true) {
+        Ok(eval) => {
+            let v = verdict(
+                req,
+                &facts.approval,
+                guardrails,
+                &eval,
+                &grant.id.to_string(),
+            );
+            d.outcome = v.outcome;
+            d.rule = v.rule;
+            d.determined_by = v.determined_by;
+            d.reason = v.reason;
+            d.shadow = v.shadow;
+            d.step_up = v.step_up;
+            d
+        }
+        Err(e) => d.error("rule:guardrail-error", &e),
+    }
+}
+
+/// A valid context's canonical arguments ([`crate::canonical_json`]) and their SHA-256 hex.
+#[derive(Debug)]
+pub(crate) struct Arguments {
+    pub(crate) text: String,
+    pub(crate) digest: String,
+}
+
+impl Arguments {
+    /// Validates the request's context (step 0) and canonicalises its arguments.
+    pub(crate) fn of(req: &Request) -> Result<Self, PolicyError> {
+        let text = req.context.canonical_arguments()?;
+        let digest = sha256_hex(text.as_bytes());
+        Ok(Self { text, digest })
+    }
+
+    /// The call the guardrails evaluate.
+    pub(crate) fn call<'a>(
+        &'a self,
+        req: &'a Request,
+        agent: &'a Agent,
+        system: &'a System,
+        class: ActionClass,
+    ) -> Call<'a> {
+        Call {
+            req,
+            agent,
+            system,
+            class,
+            arguments_text: &self.text,
+            digest: &self.digest,
+        }
+    }
+}
+
+/// Why one of steps 1 to 3 refused a call: always a **deny**.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    /// [`Rule::Agent`], [`Rule::Grant`], [`Rule::Budget`], or [`Rule::Error`] for
+    /// inconsistent facts.
+    pub(crate) rule: Rule,
+    /// The `rule:…` name that decided.
+    pub(crate) by: &'static str,
+    /// The human explanation.
+    pub(crate) reason: String,
+    /// Whether a breached budget asks to suspend the agent.
+    pub(crate) trip_breaker: bool,
+}
+
+impl Refusal {
+    fn new(rule: Rule, by: &'static str, reason: String) -> Self {
+        Self {
+            rule,
+            by,
+            reason,
+            trip_breaker: false,
+        }
+    }
+
+    /// A failure to evaluate: rule `error`, reason `error: <e>`.
+    pub(crate) fn error(by: &'static str, e: &PolicyError) -> Self {
+        Self::new(Rule::Error, by, format!("error: {e}"))
+    }
+}
+
+/// Step 1: the agent exists, is the one asked about, is not revoked, is active and has every
+/// accountable role.
+pub(crate) fn check_agent<'f>(req: &Request, facts: &Facts<'f>) -> Result<&'f Agent, Refusal> {
     let Some(agent) = facts.agent else {
-        return d.deny(
+        return Err(Refusal::new(
             Rule::Agent,
             "rule:agent-unknown",
             format!("agent `{}` is not registered", req.agent),
-        );
+        ));
     };
     if agent.id != req.agent {
-        return d.error(
+        return Err(Refusal::error(
             "rule:facts-mismatch",
             &PolicyError::facts(format!("the agent loaded is `{}`", agent.id)),
-        );
+        ));
     }
     if let Some(why) = facts.revoked {
-        return d.deny(
+        return Err(Refusal::new(
             Rule::Agent,
             "rule:agent-revoked",
             format!("agent `{}` is revoked: {why}", req.agent),
-        );
+        ));
     }
     if agent.status != AgentStatus::Active {
-        return d.deny(
+        return Err(Refusal::new(
             Rule::Agent,
             "rule:agent-inactive",
             format!("agent `{}` is {}", req.agent, agent.status.as_str()),
-        );
+        ));
     }
     let missing = agent.roles.missing();
     if !missing.is_empty() {
-        return d.deny(
+        return Err(Refusal::new(
             Rule::Agent,
             "rule:agent-missing-roles",
             format!(
@@ -253,242 +355,277 @@ pub fn decide(req: &Request, facts: &Facts<'_>, guardrails: &Guardrails) -> Deci
                 req.agent,
                 missing.join(", ")
             ),
-        );
+        ));
     }
+    Ok(agent)
+}
 
-    // 2. The grant.
+/// Step 2: the system exists, is the one asked about and declares the action, and an active
+/// grant covers the call now (the one with the smallest id when several do). Returns the
+/// system, the action's effective class and the covering grant.
+pub(crate) fn check_grant<'f>(
+    req: &Request,
+    facts: &Facts<'f>,
+) -> Result<(&'f System, ActionClass, &'f Grant), Refusal> {
     let Some(system) = facts.system else {
-        return d.deny(
+        return Err(Refusal::new(
             Rule::Grant,
             "rule:system-unknown",
             format!("system `{}` is not registered", req.system),
-        );
+        ));
     };
     if system.name != req.system {
-        return d.error(
+        return Err(Refusal::error(
             "rule:facts-mismatch",
             &PolicyError::facts(format!("the system loaded is `{}`", system.name)),
-        );
+        ));
     }
     let Some(spec) = system.actions.get(&req.action) else {
-        return d.deny(
+        return Err(Refusal::new(
             Rule::Grant,
             "rule:action-undeclared",
             format!(
                 "system `{}` does not declare action `{}`",
                 req.system, req.action
             ),
-        );
+        ));
     };
-    let class = spec.effective_class();
-    let mine: Vec<&Grant> = facts
-        .grants
-        .iter()
-        .filter(|g| g.agent == req.agent && g.system == req.system)
-        .collect();
+    let mine = grants_for(req, facts.grants);
     let Some(grant) = mine
         .iter()
+        .copied()
         .filter(|g| g.covers(&req.action, req.now))
         .min_by(|a, b| a.id.cmp(&b.id))
     else {
-        return d.deny(Rule::Grant, "rule:no-grant", no_grant_reason(req, &mine));
+        return Err(Refusal::new(
+            Rule::Grant,
+            "rule:no-grant",
+            no_grant_reason(req, &mine),
+        ));
     };
+    Ok((system, spec.effective_class(), grant))
+}
 
-    // 3. Budgets.
-    if let Some((rule, why)) = budget_breach(req, agent, class, &facts.usage) {
-        d.trip_breaker = rule != "rule:budget-task-required" && agent.budgets.suspend_on_breach;
-        return d.deny(Rule::Budget, rule, why);
+/// Step 3: every budget holds, counting this call.
+pub(crate) fn check_budgets(
+    req: &Request,
+    agent: &Agent,
+    class: ActionClass,
+    usage: &BudgetUsage,
+) -> Result<(), Refusal> {
+    match budget_breach(req, agent, class, usage) {
+        None => Ok(()),
+        Some((by, reason)) => Err(Refusal {
+            trip_breaker: by != "rule:budget-task-required" && agent.budgets.suspend_on_breach,
+            ..Refusal::new(Rule::Budget, by, reason)
+        }),
     }
+}
 
-    // 4. Guardrails.
-    let digest = d.argument_digest.clone();
-    let call = Call {
-        req,
-        agent,
-        system,
-        class,
-        arguments_text: &arguments_text,
-        digest: &digest,
+/// The grants of `grants` that are the request's agent's on the request's system.
+pub(crate) fn grants_for<'g>(req: &Request, grants: &'g [Grant]) -> Vec<&'g Grant> {
+    grants
+        .iter()
+        .filter(|g| g.agent == req.agent && g.system == req.system)
+        .collect()
+}
+
+/// What step 4 (or 5, when nothing matched) concludes from the guardrails' evaluation.
+#[derive(Debug)]
+pub(crate) struct Verdict {
+    pub(crate) outcome: Outcome,
+    pub(crate) rule: Rule,
+    pub(crate) determined_by: Vec<String>,
+    pub(crate) reason: String,
+    /// Sorted by policy id.
+    pub(crate) shadow: Vec<ShadowEffect>,
+    pub(crate) step_up: Option<StepUp>,
+    /// What the attached approval was found to be, when an enforced `@step_up` guardrail
+    /// matched (and no error or `forbid` decided first).
+    pub(crate) approval: Option<ApprovalCheck>,
+}
+
+/// Steps 4 and 5 from the guardrails' evaluation of a call that `grant` (an id) covers: an
+/// enforced guardrail's error denies (rule `error`), then a matching enforced `forbid`
+/// denies, then matching `@step_up` ones ask for step-up unless the attached approval covers
+/// them; otherwise the grant allows. `@shadow` guardrails are only reported.
+pub(crate) fn verdict(
+    req: &Request,
+    approval: &ApprovalEvidence,
+    guardrails: &Guardrails,
+    eval: &Evaluation,
+    grant: &str,
+) -> Verdict {
+    let mut v = Verdict {
+        outcome: Outcome::Allow,
+        rule: Rule::Allow,
+        determined_by: vec![grant.to_owned()],
+        reason: format!("allowed by grant `{grant}`"),
+        shadow: Vec::new(),
+        step_up: None,
+        approval: None,
     };
-    match guardrails.evaluate(&call, true) {
-        Ok(eval) => d.guardrails(req, facts, guardrails, &eval, grant),
-        Err(e) => d.error("rule:guardrail-error", &e),
+    let mut errors = Vec::new();
+    for (i, message) in &eval.errors {
+        let Some(g) = guardrails.guardrail(*i) else {
+            continue;
+        };
+        match g.mode {
+            Mode::Shadow => v.shadow.push(ShadowEffect {
+                policy: g.id.clone(),
+                verdict: ShadowVerdict::Error {
+                    message: message.clone(),
+                },
+            }),
+            Mode::Enforce => errors.push((g.id.clone(), message.clone())),
+        }
     }
+    let mut forbids = Vec::new();
+    let mut step_ups = Vec::new();
+    for i in &eval.satisfied {
+        let Some(g) = guardrails.guardrail(*i) else {
+            continue;
+        };
+        match (g.mode, g.step_up) {
+            (Mode::Shadow, None) => v.shadow.push(ShadowEffect {
+                policy: g.id.clone(),
+                verdict: ShadowVerdict::Deny,
+            }),
+            (Mode::Shadow, Some(n)) => v.shadow.push(ShadowEffect {
+                policy: g.id.clone(),
+                verdict: ShadowVerdict::StepUp {
+                    approvers_required: n,
+                },
+            }),
+            (Mode::Enforce, None) => forbids.push(g),
+            (Mode::Enforce, Some(n)) => step_ups.push((g, n)),
+        }
+    }
+    v.shadow.sort_by(|a, b| a.policy.cmp(&b.policy));
+
+    if !errors.is_empty() {
+        errors.sort();
+        v.outcome = Outcome::Deny;
+        v.rule = Rule::Error;
+        v.reason = format!(
+            "error: {}",
+            errors
+                .iter()
+                .map(|(_, m)| m.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        v.determined_by = errors.into_iter().map(|(id, _)| id).collect();
+        return v;
+    }
+    if !forbids.is_empty() {
+        forbids.sort_by(|a, b| a.id.cmp(&b.id));
+        v.outcome = Outcome::Deny;
+        v.rule = Rule::Guardrail;
+        v.reason = forbids
+            .iter()
+            .map(|g| {
+                g.reason
+                    .clone()
+                    .unwrap_or_else(|| format!("forbidden by guardrail `{}`", g.id))
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        v.determined_by = forbids.into_iter().map(|g| g.id.clone()).collect();
+        return v;
+    }
+    if !step_ups.is_empty() {
+        step_ups.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+        let required = step_ups.iter().map(|(_, n)| *n).max().unwrap_or(1);
+        let policies: Vec<String> = step_ups.iter().map(|(g, _)| g.id.clone()).collect();
+        let why = step_ups
+            .iter()
+            .map(|(g, _)| {
+                g.reason
+                    .clone()
+                    .unwrap_or_else(|| format!("guardrail `{}` asks for approval", g.id))
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let check = approval_covers(req, approval, required);
+        v.rule = Rule::Guardrail;
+        if let Some(approval_id) = &check.approved {
+            v.outcome = Outcome::Allow;
+            v.determined_by.extend(policies);
+            v.determined_by.push(format!("approval:{approval_id}"));
+            v.reason = format!("allowed by grant `{grant}` with approval `{approval_id}` ({why})");
+        } else {
+            v.outcome = Outcome::StepUp;
+            v.reason = format!("{why}; {}", check.note);
+            v.determined_by = policies.clone();
+            v.step_up = Some(StepUp {
+                policies,
+                approvers_required: required,
+            });
+        }
+        v.approval = Some(check);
+    }
+    v
 }
 
 impl Decision {
-    fn deny(mut self, rule: Rule, by: &str, reason: String) -> Self {
+    fn refused(mut self, r: Refusal) -> Self {
         self.outcome = Outcome::Deny;
-        self.rule = rule;
-        self.determined_by = vec![by.to_owned()];
-        self.reason = reason;
+        self.rule = r.rule;
+        self.determined_by = vec![r.by.to_owned()];
+        self.reason = r.reason;
+        self.trip_breaker = r.trip_breaker;
         self
     }
 
-    fn error(mut self, by: &str, e: &PolicyError) -> Self {
-        self.outcome = Outcome::Deny;
-        self.rule = Rule::Error;
-        self.determined_by = vec![by.to_owned()];
-        self.reason = format!("error: {e}");
-        self
-    }
-
-    /// Step 4 and 5 from the guardrails' evaluation.
-    fn guardrails(
-        mut self,
-        req: &Request,
-        facts: &Facts<'_>,
-        guardrails: &Guardrails,
-        eval: &Evaluation,
-        grant: &Grant,
-    ) -> Self {
-        let mut errors = Vec::new();
-        for (i, message) in &eval.errors {
-            let Some(g) = guardrails.guardrail(*i) else {
-                continue;
-            };
-            match g.mode {
-                Mode::Shadow => self.shadow.push(ShadowEffect {
-                    policy: g.id.clone(),
-                    verdict: ShadowVerdict::Error {
-                        message: message.clone(),
-                    },
-                }),
-                Mode::Enforce => errors.push((g.id.clone(), message.clone())),
-            }
-        }
-        let mut forbids = Vec::new();
-        let mut step_ups = Vec::new();
-        for i in &eval.satisfied {
-            let Some(g) = guardrails.guardrail(*i) else {
-                continue;
-            };
-            match (g.mode, g.step_up) {
-                (Mode::Shadow, None) => self.shadow.push(ShadowEffect {
-                    policy: g.id.clone(),
-                    verdict: ShadowVerdict::Deny,
-                }),
-                (Mode::Shadow, Some(n)) => self.shadow.push(ShadowEffect {
-                    policy: g.id.clone(),
-                    verdict: ShadowVerdict::StepUp {
-                        approvers_required: n,
-                    },
-                }),
-                (Mode::Enforce, None) => forbids.push(g),
-                (Mode::Enforce, Some(n)) => step_ups.push((g, n)),
-            }
-        }
-        self.shadow.sort_by(|a, b| a.policy.cmp(&b.policy));
-
-        if !errors.is_empty() {
-            errors.sort();
-            self.outcome = Outcome::Deny;
-            self.rule = Rule::Error;
-            self.reason = format!(
-                "error: {}",
-                errors
-                    .iter()
-                    .map(|(_, m)| m.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            );
-            self.determined_by = errors.into_iter().map(|(id, _)| id).collect();
-            return self;
-        }
-        if !forbids.is_empty() {
-            forbids.sort_by(|a, b| a.id.cmp(&b.id));
-            self.outcome = Outcome::Deny;
-            self.rule = Rule::Guardrail;
-            self.reason = forbids
-                .iter()
-                .map(|g| {
-                    g.reason
-                        .clone()
-                        .unwrap_or_else(|| format!("forbidden by guardrail `{}`", g.id))
-                })
-                .collect::<Vec<_>>()
-                .join("; ");
-            self.determined_by = forbids.into_iter().map(|g| g.id.clone()).collect();
-            return self;
-        }
-        if !step_ups.is_empty() {
-            step_ups.sort_by(|a, b| a.0.id.cmp(&b.0.id));
-            let required = step_ups.iter().map(|(_, n)| *n).max().unwrap_or(1);
-            let policies: Vec<String> = step_ups.iter().map(|(g, _)| g.id.clone()).collect();
-            let why = step_ups
-                .iter()
-                .map(|(g, _)| {
-                    g.reason
-                        .clone()
-                        .unwrap_or_else(|| format!("guardrail `{}` asks for approval", g.id))
-                })
-                .collect::<Vec<_>>()
-                .join("; ");
-            let (approved, note) = approval_covers(req, &facts.approval, required);
-            self.rule = Rule::Guardrail;
-            self.determined_by = policies.clone();
-            if let Some(approval_id) = approved {
-                self.outcome = Outcome::Allow;
-                self.determined_by.insert(0, grant.id.to_string());
-                self.determined_by.push(format!("approval:{approval_id}"));
-                self.reason = format!(
-                    "allowed by grant `{}` with approval `{approval_id}` ({why})",
-                    grant.id
-                );
-            } else {
-                self.outcome = Outcome::StepUp;
-                self.reason = format!("{why}; {note}");
-                self.step_up = Some(StepUp {
-                    policies,
-                    approvers_required: required,
-                });
-            }
-            return self;
-        }
-        self.outcome = Outcome::Allow;
-        self.rule = Rule::Allow;
-        self.determined_by = vec![grant.id.to_string()];
-        self.reason = format!("allowed by grant `{}`", grant.id);
-        self
+    fn error(self, by: &'static str, e: &PolicyError) -> Self {
+        self.refused(Refusal::error(by, e))
     }
 }
 
-/// Whether the attached approval satisfies a step-up needing `required` approvers: the
-/// approval id when it does, and a note on why not otherwise.
-fn approval_covers(
+/// What the attached approval was found to be for a step-up.
+#[derive(Debug)]
+pub(crate) struct ApprovalCheck {
+    /// The approval's id when it satisfies the step-up.
+    pub(crate) approved: Option<String>,
+    /// What was found, in words.
+    pub(crate) note: String,
+}
+
+/// Whether the attached approval satisfies a step-up needing `required` approvers.
+pub(crate) fn approval_covers(
     req: &Request,
     evidence: &ApprovalEvidence,
     required: u32,
-) -> (Option<String>, String) {
+) -> ApprovalCheck {
+    let refused = |note: String| ApprovalCheck {
+        approved: None,
+        note,
+    };
     let attached = req.context.approval_id.as_deref();
     match (attached, evidence) {
-        (None, _) => (None, format!("needs approval by {required} approver(s)")),
-        (Some(id), ApprovalEvidence::None) => (
-            None,
-            format!("attached approval `{id}` is not valid for this exact request; needs approval by {required} approver(s)"),
-        ),
+        (None, _) => refused(format!("needs approval by {required} approver(s)")),
+        (Some(id), ApprovalEvidence::None) => refused(format!(
+            "attached approval `{id}` is not valid for this exact request; needs approval by {required} approver(s)"
+        )),
         (Some(id), ApprovalEvidence::ValidFor { approval_id, approvers }) => {
             if approval_id != id {
-                return (
-                    None,
-                    format!("attached approval `{id}` is not the one checked (`{approval_id}`); needs approval by {required} approver(s)"),
-                );
+                return refused(format!(
+                    "attached approval `{id}` is not the one checked (`{approval_id}`); needs approval by {required} approver(s)"
+                ));
             }
             let distinct: BTreeSet<&str> = approvers.iter().map(String::as_str).collect();
             let have = u32::try_from(distinct.len()).unwrap_or(u32::MAX);
-            if have >= required {
-                (Some(approval_id.clone()), String::new())
-            } else {
-                (
-                    None,
-                    format!("approval `{id}` has {have} distinct approver(s), needs {required}"),
-                )
+            ApprovalCheck {
+                approved: (have >= required).then(|| approval_id.clone()),
+                note: format!("approval `{id}` has {have} distinct approver(s), needs {required}"),
             }
         }
     }
 }
 
-fn no_grant_reason(req: &Request, grants: &[&Grant]) -> String {
+/// Why no grant covers the call, naming each of the agent's grants on the system.
+pub(crate) fn no_grant_reason(req: &Request, grants: &[&Grant]) -> String {
     let head = format!(
         "no active grant covers `{}` on `{}` for agent `{}` now",
         req.action, req.system, req.agent
@@ -498,21 +635,25 @@ fn no_grant_reason(req: &Request, grants: &[&Grant]) -> String {
     }
     let why: Vec<String> = grants
         .iter()
-        .map(|g| {
-            let status = g.status_at(req.now);
-            let what = if status != GrantStatus::Active {
-                format!("is {}", status.as_str())
-            } else if !g.actions.contains(&req.action) {
-                "does not include this action".to_owned()
-            } else {
-                "is outside its schedule".to_owned()
-            };
-            format!("grant `{}` {what}", g.id)
-        })
+        .map(|g| format!("grant `{}` {}", g.id, why_not(g, req)))
         .collect();
     format!("{head}: {}", why.join("; "))
 }
 
+/// Why a grant does not cover the call: `is expired` (or another status), `does not include
+/// this action`, or `is outside its schedule`.
+pub(crate) fn why_not(g: &Grant, req: &Request) -> String {
+    let status = g.status_at(req.now);
+    if status != GrantStatus::Active {
+        format!("is {}", status.as_str())
+    } else if !g.actions.contains(&req.action) {
+        "does not include this action".to_owned()
+    } else {
+        "is outside its schedule".to_owned()
+    }
+}
+
+/// The first budget this call breaches, as (`rule:…`, reason).
 fn budget_breach(
     req: &Request,
     agent: &Agent,

@@ -8,20 +8,18 @@
 //! `determined_by`, shadow effects and step-up agree with [`crate::decide`] (a test checks it
 //! over the example guardrails).
 
-use std::collections::BTreeSet;
-
-use cedar_policy::PolicyId;
-use rein_core::agent::{Agent, AgentStatus};
-use rein_core::grant::{Grant, GrantStatus};
+use rein_core::agent::Agent;
+use rein_core::grant::Grant;
 use rein_core::system::ActionClass;
 use serde::Serialize;
 
 use crate::cedar::{class_str, Call};
-use crate::decision::{ApprovalEvidence, BudgetUsage, Facts, Outcome, Rule, ShadowEffect};
-use crate::decision::{ShadowVerdict, StepUp};
+use crate::decision::{
+    check_agent, check_budgets, check_grant, grants_for, verdict, why_not, Arguments, BudgetUsage,
+    Facts, Outcome, Refusal, Rule, ShadowEffect, StepUp,
+};
 use crate::guardrails::{Guardrails, Mode};
-use crate::request::{sha256_hex, Request};
-use crate::{prefilter, slice};
+use crate::request::Request;
 
 /// The steps of the decision semantics, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -225,128 +223,42 @@ impl Explanation {
         });
     }
 
-    /// Records a failing step that decides `outcome` with `rule`.
-    fn decide(
-        &mut self,
-        step: Step,
-        details: Vec<String>,
-        outcome: Outcome,
-        rule: Rule,
-        by: Vec<String>,
-        reason: String,
-    ) {
-        self.step(step, StepStatus::Fail, reason.clone(), details);
-        self.outcome = outcome;
-        self.rule = rule;
-        self.determined_by = by;
-        self.reason = reason;
-    }
-
-    fn fail(&mut self, step: Step, details: Vec<String>, rule: Rule, by: &str, reason: String) {
-        self.decide(
-            step,
-            details,
-            Outcome::Deny,
-            rule,
-            vec![by.to_owned()],
-            reason,
-        );
+    /// Records a failing step that denies, as `refusal` says.
+    fn refused(&mut self, step: Step, details: Vec<String>, refusal: Refusal) {
+        self.step(step, StepStatus::Fail, refusal.reason.clone(), details);
+        self.outcome = Outcome::Deny;
+        self.rule = refusal.rule;
+        self.determined_by = vec![refusal.by.to_owned()];
+        self.reason = refusal.reason;
+        self.trip_breaker = refusal.trip_breaker;
     }
 
     fn run(&mut self, req: &Request, facts: &Facts<'_>, guardrails: &Guardrails) {
         // 0. The context.
-        let arguments_text = match req.context.canonical_arguments() {
-            Ok(text) => text,
+        let arguments = match Arguments::of(req) {
+            Ok(arguments) => arguments,
             Err(e) => {
-                return self.fail(
-                    Step::Context,
-                    Vec::new(),
-                    Rule::Error,
-                    "rule:invalid-context",
-                    format!("error: {e}"),
-                );
+                let refusal = Refusal::error("rule:invalid-context", &e);
+                return self.refused(Step::Context, Vec::new(), refusal);
             }
         };
-        self.argument_digest = sha256_hex(arguments_text.as_bytes());
-        let ctx = &req.context;
-        let opt = |v: Option<String>| v.unwrap_or_else(|| "(none)".to_owned());
+        self.argument_digest = arguments.digest.clone();
+        let details = context_details(req, &arguments);
         self.step(
             Step::Context,
             StepStatus::Pass,
             "the context is valid".to_owned(),
-            vec![
-                format!("time: {}", req.now.to_rfc3339()),
-                format!("task_id: {}", opt(ctx.task_id.clone())),
-                format!("intent: {}", opt(ctx.intent.clone())),
-                format!("risk: {}", opt(ctx.risk.map(|r| r.to_string()))),
-                format!(
-                    "confidence: {}",
-                    opt(ctx.confidence.map(|c| format!(
-                        "{c} (confidence_pct {})",
-                        ctx.confidence_pct().unwrap_or(0)
-                    )))
-                ),
-                format!("arguments: {arguments_text}"),
-                format!("argument digest: {}", self.argument_digest),
-                format!("approval_id: {}", opt(ctx.approval_id.clone())),
-            ],
+            details,
         );
 
         // 1. The agent.
-        let Some(agent) = facts.agent else {
-            return self.fail(
-                Step::Agent,
-                Vec::new(),
-                Rule::Agent,
-                "rule:agent-unknown",
-                format!("agent `{}` is not registered", req.agent),
-            );
+        let details = facts
+            .agent
+            .map_or_else(Vec::new, |a| agent_details(a, facts.revoked));
+        let agent = match check_agent(req, facts) {
+            Ok(agent) => agent,
+            Err(r) => return self.refused(Step::Agent, details, r),
         };
-        let details = agent_details(agent, facts.revoked);
-        if agent.id != req.agent {
-            return self.fail(
-                Step::Agent,
-                details,
-                Rule::Error,
-                "rule:facts-mismatch",
-                format!(
-                    "error: missing or inconsistent fact: the agent loaded is `{}`",
-                    agent.id
-                ),
-            );
-        }
-        if let Some(why) = facts.revoked {
-            return self.fail(
-                Step::Agent,
-                details,
-                Rule::Agent,
-                "rule:agent-revoked",
-                format!("agent `{}` is revoked: {why}", req.agent),
-            );
-        }
-        if agent.status != AgentStatus::Active {
-            return self.fail(
-                Step::Agent,
-                details,
-                Rule::Agent,
-                "rule:agent-inactive",
-                format!("agent `{}` is {}", req.agent, agent.status.as_str()),
-            );
-        }
-        let missing = agent.roles.missing();
-        if !missing.is_empty() {
-            return self.fail(
-                Step::Agent,
-                details,
-                Rule::Agent,
-                "rule:agent-missing-roles",
-                format!(
-                    "agent `{}` is over-scoped by default: missing {}",
-                    req.agent,
-                    missing.join(", ")
-                ),
-            );
-        }
         self.step(
             Step::Agent,
             StepStatus::Pass,
@@ -358,92 +270,10 @@ impl Explanation {
         );
 
         // 2. The grant.
-        let Some(system) = facts.system else {
-            return self.fail(
-                Step::Grant,
-                Vec::new(),
-                Rule::Grant,
-                "rule:system-unknown",
-                format!("system `{}` is not registered", req.system),
-            );
-        };
-        if system.name != req.system {
-            return self.fail(
-                Step::Grant,
-                Vec::new(),
-                Rule::Error,
-                "rule:facts-mismatch",
-                format!(
-                    "error: missing or inconsistent fact: the system loaded is `{}`",
-                    system.name
-                ),
-            );
-        }
-        let mut details = vec![format!(
-            "system `{}`: environment {}, classification {}, owner team {}",
-            system.name,
-            system.environment,
-            crate::cedar::classification_str(system.classification),
-            system.owner_team
-        )];
-        let Some(spec) = system.actions.get(&req.action) else {
-            return self.fail(
-                Step::Grant,
-                details,
-                Rule::Grant,
-                "rule:action-undeclared",
-                format!(
-                    "system `{}` does not declare action `{}`",
-                    req.system, req.action
-                ),
-            );
-        };
-        let class = spec.effective_class();
-        details.push(format!(
-            "action `{}`: class {}{}",
-            req.action,
-            class_str(class),
-            if spec.class.is_none() {
-                " (unclassified, treated as write)"
-            } else {
-                ""
-            }
-        ));
-        let mine: Vec<&Grant> = facts
-            .grants
-            .iter()
-            .filter(|g| g.agent == req.agent && g.system == req.system)
-            .collect();
-        if mine.is_empty() {
-            details.push("the agent has no grant on this system".to_owned());
-        }
-        for g in &mine {
-            details.push(grant_detail(g, req));
-        }
-        let Some(grant) = mine
-            .iter()
-            .filter(|g| g.covers(&req.action, req.now))
-            .min_by(|a, b| a.id.cmp(&b.id))
-        else {
-            let head = format!(
-                "no active grant covers `{}` on `{}` for agent `{}` now",
-                req.action, req.system, req.agent
-            );
-            let why = if mine.is_empty() {
-                "the agent has no grant on this system".to_owned()
-            } else {
-                mine.iter()
-                    .map(|g| format!("grant `{}` {}", g.id, why_not(g, req)))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            };
-            return self.fail(
-                Step::Grant,
-                details,
-                Rule::Grant,
-                "rule:no-grant",
-                format!("{head}: {why}"),
-            );
+        let details = grant_details(req, facts);
+        let (system, class, grant) = match check_grant(req, facts) {
+            Ok(found) => found,
+            Err(r) => return self.refused(Step::Grant, details, r),
         };
         self.step(
             Step::Grant,
@@ -453,11 +283,9 @@ impl Explanation {
         );
 
         // 3. Budgets.
-        let (breach, details) = budgets(req, agent, class, &facts.usage);
-        if let Some((rule, why)) = breach {
-            self.trip_breaker =
-                rule != "rule:budget-task-required" && agent.budgets.suspend_on_breach;
-            return self.fail(Step::Budget, details, Rule::Budget, rule, why);
+        let details = budget_details(agent, class, &facts.usage);
+        if let Err(r) = check_budgets(req, agent, class, &facts.usage) {
+            return self.refused(Step::Budget, details, r);
         }
         self.step(
             Step::Budget,
@@ -467,15 +295,7 @@ impl Explanation {
         );
 
         // 4. Guardrails, unsliced.
-        let digest = self.argument_digest.clone();
-        let call = Call {
-            req,
-            agent,
-            system,
-            class,
-            arguments_text: &arguments_text,
-            digest: &digest,
-        };
+        let call = arguments.call(req, agent, system, class);
         self.guardrails(req, facts, guardrails, &call, &grant.id.to_string());
     }
 
@@ -490,23 +310,13 @@ impl Explanation {
         let eval = match guardrails.evaluate(call, false) {
             Ok(eval) => eval,
             Err(e) => {
-                return self.fail(
-                    Step::Guardrails,
-                    Vec::new(),
-                    Rule::Error,
-                    "rule:guardrail-error",
-                    format!("error: {e}"),
-                );
+                let refusal = Refusal::error("rule:guardrail-error", &e);
+                return self.refused(Step::Guardrails, Vec::new(), refusal);
             }
         };
         // What the request path's slicing would drop.
-        let tool_id = call.tool_id();
-        let candidates = guardrails.index.candidates(&call.subject(&tool_id));
-        let kept: BTreeSet<usize> = slice::members(&candidates).collect();
+        let kept = guardrails.index_candidates(call);
 
-        let mut errors = Vec::new();
-        let mut forbids = Vec::new();
-        let mut step_ups = Vec::new();
         let mut details = Vec::new();
         for (i, g) in guardrails.guardrails().iter().enumerate() {
             let error = eval
@@ -517,7 +327,7 @@ impl Explanation {
             let matched = eval.satisfied.contains(&i);
             let skipped_by = if !kept.contains(&i) {
                 Some(SkippedBy::Index)
-            } else if prefiltered(guardrails, &g.id, call) {
+            } else if guardrails.prefiltered(i, call) {
                 Some(SkippedBy::Prefilter)
             } else {
                 None
@@ -528,36 +338,6 @@ impl Explanation {
                 (None, false, Some(_)) => GuardrailStatus::NotApplicable,
                 (None, false, None) => GuardrailStatus::NotMatched,
             };
-            match (status, g.mode, g.step_up, &error) {
-                (GuardrailStatus::Error, Mode::Shadow, _, Some(message)) => {
-                    self.shadow.push(ShadowEffect {
-                        policy: g.id.clone(),
-                        verdict: ShadowVerdict::Error {
-                            message: message.clone(),
-                        },
-                    });
-                }
-                (GuardrailStatus::Error, Mode::Enforce, _, Some(message)) => {
-                    errors.push((g.id.clone(), message.clone()));
-                }
-                (GuardrailStatus::Matched, Mode::Shadow, None, _) => {
-                    self.shadow.push(ShadowEffect {
-                        policy: g.id.clone(),
-                        verdict: ShadowVerdict::Deny,
-                    });
-                }
-                (GuardrailStatus::Matched, Mode::Shadow, Some(n), _) => {
-                    self.shadow.push(ShadowEffect {
-                        policy: g.id.clone(),
-                        verdict: ShadowVerdict::StepUp {
-                            approvers_required: n,
-                        },
-                    });
-                }
-                (GuardrailStatus::Matched, Mode::Enforce, None, _) => forbids.push(g),
-                (GuardrailStatus::Matched, Mode::Enforce, Some(n), _) => step_ups.push((g, n)),
-                _ => {}
-            }
             details.push(format!(
                 "{} ({}:{}): {}",
                 g.id,
@@ -583,120 +363,31 @@ impl Explanation {
                 error,
             });
         }
-        self.shadow.sort_by(|a, b| a.policy.cmp(&b.policy));
 
-        if !errors.is_empty() {
-            errors.sort();
-            let reason = format!(
-                "error: {}",
-                errors
-                    .iter()
-                    .map(|(_, m)| m.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            );
-            let by = errors.into_iter().map(|(id, _)| id).collect();
-            return self.decide(
-                Step::Guardrails,
-                details,
-                Outcome::Deny,
-                Rule::Error,
-                by,
-                reason,
-            );
+        let v = verdict(req, &facts.approval, guardrails, &eval, grant);
+        let mut approved = None;
+        if let Some(check) = v.approval {
+            details.push(format!("approval: {}", check.note));
+            approved = check.approved;
         }
-        if !forbids.is_empty() {
-            forbids.sort_by(|a, b| a.id.cmp(&b.id));
-            let reason = forbids
-                .iter()
-                .map(|g| {
-                    g.reason
-                        .clone()
-                        .unwrap_or_else(|| format!("forbidden by guardrail `{}`", g.id))
-                })
-                .collect::<Vec<_>>()
-                .join("; ");
-            let by = forbids.iter().map(|g| g.id.clone()).collect();
-            return self.decide(
-                Step::Guardrails,
-                details,
-                Outcome::Deny,
-                Rule::Guardrail,
-                by,
-                reason,
-            );
-        }
-        if !step_ups.is_empty() {
-            step_ups.sort_by(|a, b| a.0.id.cmp(&b.0.id));
-            let required = step_ups.iter().map(|(_, n)| *n).max().unwrap_or(1);
-            let policies: Vec<String> = step_ups.iter().map(|(g, _)| g.id.clone()).collect();
-            let why = step_ups
-                .iter()
-                .map(|(g, _)| {
-                    g.reason
-                        .clone()
-                        .unwrap_or_else(|| format!("guardrail `{}` asks for approval", g.id))
-                })
-                .collect::<Vec<_>>()
-                .join("; ");
-            let (approved, note) = approval(req, &facts.approval, required);
-            details.push(format!("approval: {note}"));
-            if let Some(approval_id) = approved {
-                let mut by = vec![grant.to_owned()];
-                by.extend(policies);
-                by.push(format!("approval:{approval_id}"));
-                let reason =
-                    format!("allowed by grant `{grant}` with approval `{approval_id}` ({why})");
-                self.step(
-                    Step::Guardrails,
-                    StepStatus::Pass,
-                    format!("step-up satisfied by approval `{approval_id}`"),
-                    details,
-                );
-                self.outcome = Outcome::Allow;
-                self.rule = Rule::Guardrail;
-                self.determined_by = by;
-                self.reason = reason;
-            } else {
-                self.step_up = Some(StepUp {
-                    policies: policies.clone(),
-                    approvers_required: required,
-                });
-                self.decide(
-                    Step::Guardrails,
-                    details,
-                    Outcome::StepUp,
-                    Rule::Guardrail,
-                    policies,
-                    format!("{why}; {note}"),
-                );
+        let (status, summary) = match (v.outcome, approved) {
+            (Outcome::Allow, Some(id)) => (
+                StepStatus::Pass,
+                format!("step-up satisfied by approval `{id}`"),
+            ),
+            (Outcome::Allow, None) => {
+                (StepStatus::Pass, "no enforced guardrail matched".to_owned())
             }
-            return;
-        }
-        self.step(
-            Step::Guardrails,
-            StepStatus::Pass,
-            "no enforced guardrail matched".to_owned(),
-            details,
-        );
-        self.outcome = Outcome::Allow;
-        self.rule = Rule::Allow;
-        self.determined_by = vec![grant.to_owned()];
-        self.reason = format!("allowed by grant `{grant}`");
+            _ => (StepStatus::Fail, v.reason.clone()),
+        };
+        self.step(Step::Guardrails, status, summary, details);
+        self.outcome = v.outcome;
+        self.rule = v.rule;
+        self.determined_by = v.determined_by;
+        self.reason = v.reason;
+        self.shadow = v.shadow;
+        self.step_up = v.step_up;
     }
-}
-
-/// Whether the pre-filter drops guardrail `id` for `call`: one of its leading error-free
-/// conditions is false. Recomputed from the policy as loading does.
-fn prefiltered(guardrails: &Guardrails, id: &str, call: &Call<'_>) -> bool {
-    let Some(policy) = guardrails.policy_set().policy(&PolicyId::new(id)) else {
-        return false;
-    };
-    let Ok(pst) = policy.to_pst() else {
-        return false;
-    };
-    let (_, checks) = slice::analyse(pst.body());
-    checks.iter().any(|c| prefilter::is_false(c, call))
 }
 
 fn list<T: std::fmt::Display>(items: &[T]) -> String {
@@ -709,6 +400,26 @@ fn list<T: std::fmt::Display>(items: &[T]) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+fn context_details(req: &Request, arguments: &Arguments) -> Vec<String> {
+    let ctx = &req.context;
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "(none)".to_owned());
+    vec![
+        format!("time: {}", req.now.to_rfc3339()),
+        format!("task_id: {}", opt(ctx.task_id.clone())),
+        format!("intent: {}", opt(ctx.intent.clone())),
+        format!("risk: {}", opt(ctx.risk.map(|r| r.to_string()))),
+        format!(
+            "confidence: {}",
+            opt(ctx
+                .confidence
+                .map(|c| format!("{c} (confidence_pct {})", ctx.confidence_pct().unwrap_or(0))))
+        ),
+        format!("arguments: {}", arguments.text),
+        format!("argument digest: {}", arguments.digest),
+        format!("approval_id: {}", opt(ctx.approval_id.clone())),
+    ]
 }
 
 fn agent_details(agent: &Agent, revoked: Option<&str>) -> Vec<String> {
@@ -736,16 +447,41 @@ fn agent_details(agent: &Agent, revoked: Option<&str>) -> Vec<String> {
     ]
 }
 
-/// Why a grant does not cover the call, as [`crate::decide`] words it.
-fn why_not(g: &Grant, req: &Request) -> String {
-    let status = g.status_at(req.now);
-    if status != GrantStatus::Active {
-        format!("is {}", status.as_str())
-    } else if !g.actions.contains(&req.action) {
-        "does not include this action".to_owned()
-    } else {
-        "is outside its schedule".to_owned()
+/// What the grant step looks at, as far as it gets: the system (unless it is unknown or not
+/// the one asked about), the action's class (unless the system does not declare it) and each
+/// of the agent's grants on the system.
+fn grant_details(req: &Request, facts: &Facts<'_>) -> Vec<String> {
+    let Some(system) = facts.system.filter(|s| s.name == req.system) else {
+        return Vec::new();
+    };
+    let mut details = vec![format!(
+        "system `{}`: environment {}, classification {}, owner team {}",
+        system.name,
+        system.environment,
+        crate::cedar::classification_str(system.classification),
+        system.owner_team
+    )];
+    let Some(spec) = system.actions.get(&req.action) else {
+        return details;
+    };
+    details.push(format!(
+        "action `{}`: class {}{}",
+        req.action,
+        class_str(spec.effective_class()),
+        if spec.class.is_none() {
+            " (unclassified, treated as write)"
+        } else {
+            ""
+        }
+    ));
+    let mine = grants_for(req, facts.grants);
+    if mine.is_empty() {
+        details.push("the agent has no grant on this system".to_owned());
     }
+    for g in mine {
+        details.push(grant_detail(g, req));
+    }
+    details
 }
 
 fn grant_detail(g: &Grant, req: &Request) -> String {
@@ -781,333 +517,66 @@ fn grant_detail(g: &Grant, req: &Request) -> String {
     )
 }
 
-/// Step 3 as [`crate::decide`] runs it, with each budget against its limit.
-fn budgets(
-    req: &Request,
-    agent: &Agent,
-    class: ActionClass,
-    usage: &BudgetUsage,
-) -> (Option<(&'static str, String)>, Vec<String>) {
+/// Each budget against its limit.
+fn budget_details(agent: &Agent, class: ActionClass, usage: &BudgetUsage) -> Vec<String> {
     let b = &agent.budgets;
-    let mut details = Vec::new();
     let limit = |l: Option<u32>| l.map_or_else(|| "no limit".to_owned(), |l| format!("limit {l}"));
-    details.push(format!(
-        "calls per minute: {} before this call, {}",
-        usage.calls_last_minute,
-        limit(b.calls_per_minute)
-    ));
-    details.push(format!(
-        "mutations per task: {} before this call{}, {}",
-        usage.task_mutations,
-        if class.is_mutating() {
-            ""
-        } else {
-            " (this call does not mutate)"
-        },
-        limit(b.mutations_per_task)
-    ));
-    details.push(format!(
-        "systems per task: {} including this call's, {}",
-        usage.task_systems,
-        limit(b.systems_per_task)
-    ));
-    details.push(format!("suspend on breach: {}", b.suspend_on_breach));
-    if let Some(limit) = b.calls_per_minute {
-        if usage.calls_last_minute.saturating_add(1) > limit {
-            return (
-                Some((
-                    "rule:budget-calls-per-minute",
-                    format!(
-                        "budget exceeded: {} calls in the last minute, limit {limit} per minute",
-                        usage.calls_last_minute
-                    ),
-                )),
-                details,
-            );
-        }
-    }
-    let per_task =
-        (b.mutations_per_task.is_some() && class.is_mutating()) || b.systems_per_task.is_some();
-    if per_task && req.context.task_id.is_none() {
-        return (
-            Some((
-                "rule:budget-task-required",
-                "the agent has per-task budgets, so every call must name its `task_id`".to_owned(),
-            )),
-            details,
-        );
-    }
-    if let (Some(limit), true) = (b.mutations_per_task, class.is_mutating()) {
-        if usage.task_mutations.saturating_add(1) > limit {
-            return (
-                Some((
-                    "rule:budget-mutations-per-task",
-                    format!(
-                        "budget exceeded: task already made {} mutating call(s), limit {limit} per task",
-                        usage.task_mutations
-                    ),
-                )),
-                details,
-            );
-        }
-    }
-    if let Some(limit) = b.systems_per_task {
-        if usage.task_systems > limit {
-            return (
-                Some((
-                    "rule:budget-systems-per-task",
-                    format!(
-                        "budget exceeded: task touches {} distinct systems, limit {limit} per task",
-                        usage.task_systems
-                    ),
-                )),
-                details,
-            );
-        }
-    }
-    (None, details)
-}
-
-/// Whether the attached approval satisfies a step-up needing `required` approvers: the
-/// approval id when it does, and what was found.
-fn approval(req: &Request, evidence: &ApprovalEvidence, required: u32) -> (Option<String>, String) {
-    let attached = req.context.approval_id.as_deref();
-    match (attached, evidence) {
-        (None, _) => (None, format!("needs approval by {required} approver(s)")),
-        (Some(id), ApprovalEvidence::None) => (
-            None,
-            format!("attached approval `{id}` is not valid for this exact request; needs approval by {required} approver(s)"),
+    vec![
+        format!(
+            "calls per minute: {} before this call, {}",
+            usage.calls_last_minute,
+            limit(b.calls_per_minute)
         ),
-        (Some(id), ApprovalEvidence::ValidFor { approval_id, approvers }) => {
-            if approval_id != id {
-                return (
-                    None,
-                    format!("attached approval `{id}` is not the one checked (`{approval_id}`); needs approval by {required} approver(s)"),
-                );
-            }
-            let distinct: BTreeSet<&str> = approvers.iter().map(String::as_str).collect();
-            let have = u32::try_from(distinct.len()).unwrap_or(u32::MAX);
-            if have >= required {
-                (
-                    Some(approval_id.clone()),
-                    format!("approval `{id}` has {have} distinct approver(s), needs {required}"),
-                )
+        format!(
+            "mutations per task: {} before this call{}, {}",
+            usage.task_mutations,
+            if class.is_mutating() {
+                ""
             } else {
-                (
-                    None,
-                    format!("approval `{id}` has {have} distinct approver(s), needs {required}"),
-                )
-            }
-        }
-    }
+                " (this call does not mutate)"
+            },
+            limit(b.mutations_per_task)
+        ),
+        format!(
+            "systems per task: {} including this call's, {}",
+            usage.task_systems,
+            limit(b.systems_per_task)
+        ),
+        format!("suspend on breach: {}", b.suspend_on_breach),
+    ]
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+    use std::collections::BTreeSet;
+
     use chrono::{DateTime, Duration, Utc};
-    use rein_core::agent::{AccountableRoles, Budgets};
-    use rein_core::id::GrantId;
+    use rein_core::agent::{AgentStatus, Budgets};
     use rein_core::schedule::{Day, Schedule, Window};
-    use rein_core::system::{ActionSpec, Classification, System};
+    use rein_core::system::Classification;
     use serde_json::{json, Value};
 
     use super::*;
-    use crate::{decide, RequestContext};
-
-    fn p<T: std::str::FromStr>(s: &str) -> T {
-        s.parse().unwrap_or_else(|_| panic!("bad test literal {s}"))
-    }
-
-    const AGENT: &str = "spiffe://rein.local/agent/payments/invoice-bot/prod";
-
-    /// Wednesday 10:00 UTC, inside the change window.
-    fn wednesday() -> DateTime<Utc> {
-        p("2026-01-07T10:00:00Z")
-    }
-
-    fn examples() -> Guardrails {
-        let files: Vec<(String, String)> = [
-            (
-                "change-window.cedar",
-                include_str!("../../../examples/policies/change-window.cedar"),
-            ),
-            (
-                "dangerous-arguments.cedar",
-                include_str!("../../../examples/policies/dangerous-arguments.cedar"),
-            ),
-            (
-                "prod-writes.cedar",
-                include_str!("../../../examples/policies/prod-writes.cedar"),
-            ),
-            (
-                "restricted-export.cedar",
-                include_str!("../../../examples/policies/restricted-export.cedar"),
-            ),
-            (
-                "shadow.cedar",
-                include_str!("../../../examples/policies/shadow.cedar"),
-            ),
-        ]
-        .iter()
-        .map(|(n, t)| ((*n).to_owned(), (*t).to_owned()))
-        .collect();
-        Guardrails::load(&files).unwrap()
-    }
+    use crate::tests::fixtures::{
+        self, approve, examples, p, system, wednesday, Case, ALL_ACTIONS,
+    };
 
     fn agent(status: AgentStatus, budgets: Budgets) -> Agent {
         Agent {
-            id: p(AGENT),
-            description: String::new(),
-            use_case: "invoices".into(),
-            roles: AccountableRoles {
-                business_owner: Some(p("olivia")),
-                approvers: vec![p("team:payments-leads")],
-                revokers: vec![p("team:secops")],
-                reviewers: vec![p("user:rita")],
-                review_cadence_days: Some(90),
-            },
-            last_review: None,
             status,
-            status_reason: None,
-            keys: vec![],
             budgets,
-            created_by: p("dave"),
-            created_at: wednesday() - Duration::days(30),
-            updated_at: wednesday() - Duration::days(30),
-        }
-    }
-
-    fn system(env: &str, classification: Classification) -> System {
-        System {
-            name: p("payments-db"),
-            description: String::new(),
-            environment: p(env),
-            owner_team: p("payments"),
-            approvers: vec![p("team:secops")],
-            classification,
-            actions: [
-                ("select_invoices", Some(ActionClass::Read)),
-                ("update_invoice_status", Some(ActionClass::Write)),
-                ("alter_schema", Some(ActionClass::Admin)),
-                ("export_customers", Some(ActionClass::Read)),
-                ("run_sql", None),
-            ]
-            .into_iter()
-            .map(|(n, class)| {
-                (
-                    p(n),
-                    ActionSpec {
-                        class,
-                        description: String::new(),
-                    },
-                )
-            })
-            .collect(),
-            created_at: wednesday() - Duration::days(60),
-            updated_at: wednesday() - Duration::days(60),
+            ..fixtures::agent()
         }
     }
 
     fn grant(n: u8, actions: &[&str], expires: DateTime<Utc>, schedule: Option<Schedule>) -> Grant {
         Grant {
-            id: GrantId::from_bytes([n; 16]),
-            agent: p(AGENT),
-            system: p("payments-db"),
-            actions: actions.iter().map(|a| p(a)).collect(),
             expires_at: expires,
             schedule,
-            max_token_ttl_secs: None,
-            justification: "invoices".into(),
-            requested_by: p("dave"),
-            requested_at: wednesday() - Duration::days(10),
-            status: GrantStatus::Active,
-            mutates_production: true,
-            approvers: vec![p("team:secops")],
-            business_owner_approver: Some(p("olivia")),
-            approvals: vec![],
-            revokers: vec![p("team:secops")],
-            closed: None,
-            updated_at: wednesday() - Duration::days(9),
+            ..fixtures::grant(n, "payments-db", actions)
         }
-    }
-
-    const ACTIONS: [&str; 5] = [
-        "select_invoices",
-        "update_invoice_status",
-        "alter_schema",
-        "export_customers",
-        "run_sql",
-    ];
-
-    struct Case {
-        req: Request,
-        agent: Option<Agent>,
-        system: System,
-        grants: Vec<Grant>,
-        revoked: Option<String>,
-        usage: BudgetUsage,
-        approval: ApprovalEvidence,
-    }
-
-    impl Case {
-        fn new(action: &str) -> Self {
-            Self {
-                req: Request {
-                    agent: p(AGENT),
-                    system: p("payments-db"),
-                    action: p(action),
-                    context: RequestContext {
-                        task_id: Some("t-1".into()),
-                        intent: Some("mark paid".into()),
-                        risk: Some(10),
-                        confidence: Some(0.95),
-                        arguments: json!({"invoice": "inv-1"}),
-                        approval_id: None,
-                    },
-                    now: wednesday(),
-                },
-                agent: Some(agent(AgentStatus::Active, Budgets::default())),
-                system: system("prod", Classification::Restricted),
-                grants: vec![grant(1, &ACTIONS, wednesday() + Duration::days(30), None)],
-                revoked: None,
-                usage: BudgetUsage {
-                    calls_last_minute: 0,
-                    task_mutations: 0,
-                    task_systems: 1,
-                },
-                approval: ApprovalEvidence::None,
-            }
-        }
-
-        fn facts(&self) -> Facts<'_> {
-            Facts {
-                agent: self.agent.as_ref(),
-                system: Some(&self.system),
-                grants: &self.grants,
-                revoked: self.revoked.as_deref(),
-                usage: self.usage,
-                approval: self.approval.clone(),
-            }
-        }
-
-        fn explain(&self, g: &Guardrails) -> Explanation {
-            explain(&self.req, &self.facts(), g)
-        }
-
-        fn with(mut self, f: impl FnOnce(&mut Self)) -> Self {
-            f(&mut self);
-            self
-        }
-    }
-
-    fn approve(c: &mut Case, approvers: &[&str]) {
-        c.req.context.approval_id = Some("apr-1".into());
-        c.approval = ApprovalEvidence::ValidFor {
-            approval_id: "apr-1".into(),
-            approvers: approvers.iter().map(|a| (*a).to_owned()).collect(),
-        };
     }
 
     fn status_of(x: &Explanation, id: &str) -> GuardrailStatus {
@@ -1143,7 +612,7 @@ mod tests {
         ];
         let mut seen = BTreeSet::new();
         let mut n = 0;
-        for action in ACTIONS.iter().chain(["undeclared"].iter()) {
+        for action in ALL_ACTIONS.iter().chain(["undeclared"].iter()) {
             for time in times {
                 for args in &arguments {
                     for (risk, confidence, intent) in [
@@ -1154,18 +623,24 @@ mod tests {
                     ] {
                         for variant in 0..10 {
                             let case = Case::new(action).with(|c| {
-                                c.req.now = p(time);
-                                c.req.context.arguments = args.clone();
-                                c.req.context.risk = risk;
-                                c.req.context.confidence = confidence;
+                                c.request.now = p(time);
+                                c.request.context.arguments = args.clone();
+                                c.request.context.risk = risk;
+                                c.request.context.confidence = confidence;
                                 if !intent {
-                                    c.req.context.intent = None;
+                                    c.request.context.intent = None;
                                 }
                                 match variant {
-                                    1 => approve(c, &["alice"]),
-                                    2 => approve(c, &["alice", "bob"]),
-                                    3 => c.req.context.approval_id = Some("apr-x".into()),
-                                    4 => c.system = system("staging", Classification::Internal),
+                                    1 => approve(c, "apr-1", &["alice"]),
+                                    2 => approve(c, "apr-1", &["alice", "bob"]),
+                                    3 => c.request.context.approval_id = Some("apr-x".into()),
+                                    4 => {
+                                        c.system = Some(system(
+                                            "payments-db",
+                                            "staging",
+                                            Classification::Internal,
+                                        ))
+                                    }
                                     5 => {
                                         c.agent =
                                             Some(agent(AgentStatus::Suspended, Budgets::default()))
@@ -1173,7 +648,7 @@ mod tests {
                                     6 => {
                                         c.grants = vec![grant(
                                             2,
-                                            &ACTIONS,
+                                            &ALL_ACTIONS,
                                             wednesday() - Duration::days(1),
                                             None,
                                         )]
@@ -1189,7 +664,7 @@ mod tests {
                                         ));
                                         c.usage.task_mutations = 1;
                                     }
-                                    8 => c.req.context.risk = Some(101),
+                                    8 => c.request.context.risk = Some(101),
                                     9 => c.grants.push(grant(
                                         0,
                                         &["select_invoices"],
@@ -1206,7 +681,7 @@ mod tests {
                                     _ => {}
                                 }
                             });
-                            let d = decide(&case.req, &case.facts(), &g);
+                            let d = case.decide(&g);
                             let x = case.explain(&g);
                             let name = format!("{action} {time} {args} {risk:?} {confidence:?} {intent} variant {variant}");
                             assert_eq!(x.outcome, d.outcome, "{name}: {d:#?}\n{x:#?}");
@@ -1260,7 +735,7 @@ mod tests {
     fn a_denial_names_the_matching_guardrail_with_its_reason_and_place() {
         let g = examples();
         let x = Case::new("alter_schema")
-            .with(|c| c.req.now = p("2026-01-10T10:00:00Z"))
+            .with(|c| c.request.now = p("2026-01-10T10:00:00Z"))
             .explain(&g);
         assert_eq!(x.outcome, Outcome::Deny);
         assert_eq!(x.rule, Rule::Guardrail);
@@ -1309,9 +784,9 @@ mod tests {
     fn shadow_and_step_up_guardrails_are_reported() {
         let g = examples();
         let case = Case::new("update_invoice_status").with(|c| {
-            c.req.context.intent = None;
-            c.req.context.risk = Some(80);
-            c.req.context.arguments = json!({"sql": "DROP TABLE x"});
+            c.request.context.intent = None;
+            c.request.context.risk = Some(80);
+            c.request.context.arguments = json!({"sql": "DROP TABLE x"});
         });
         let x = case.explain(&g);
         assert_eq!(x.outcome, Outcome::StepUp);
@@ -1336,7 +811,7 @@ mod tests {
         );
 
         // One approver is not enough for two; two are.
-        let one = case.with(|c| approve(c, &["alice"]));
+        let one = case.with(|c| approve(c, "apr-1", &["alice"]));
         let x = one.explain(&g);
         assert_eq!(x.outcome, Outcome::StepUp);
         assert!(
@@ -1344,7 +819,7 @@ mod tests {
             "{}",
             x.reason
         );
-        let two = one.with(|c| approve(c, &["alice", "bob"]));
+        let two = one.with(|c| approve(c, "apr-1", &["alice", "bob"]));
         let x = two.explain(&g);
         assert_eq!(x.outcome, Outcome::Allow);
         assert_eq!(x.rule, Rule::Guardrail);
@@ -1373,7 +848,7 @@ mod tests {
         let x = Case::new("select_invoices")
             .with(|c| {
                 c.grants = vec![
-                    grant(1, &ACTIONS, wednesday() - Duration::days(1), None),
+                    grant(1, &ALL_ACTIONS, wednesday() - Duration::days(1), None),
                     grant(2, &["alter_schema"], wednesday() + Duration::days(1), None),
                 ]
             })

@@ -1,7 +1,7 @@
 //! Loading guardrail files into a validated, indexed policy set, and evaluating it for a call.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 use std::sync::{Arc, RwLock};
@@ -17,9 +17,9 @@ use rein_core::system::{ActionClass, Classification};
 use sha2::{Digest, Sha256};
 
 use crate::cedar::{Call, ContextUse, Names, SCHEMA};
-use crate::decision::Facts;
+use crate::decision::{Arguments, Facts};
 use crate::prefilter::{self, Check};
-use crate::request::{sha256_hex, Request};
+use crate::request::Request;
 use crate::slice::{self, Bits, Index};
 use crate::{PolicyError, PolicyFileError};
 
@@ -79,7 +79,7 @@ pub struct Guardrails {
     uses: Vec<ContextUse>,
     checks: Vec<Vec<Check>>,
     by_id: HashMap<String, usize>,
-    pub(crate) index: Index,
+    index: Index,
     all: Bits,
     slices: RwLock<HashMap<Bits, Slice>>,
     bases: RwLock<HashMap<u64, Base>>,
@@ -384,8 +384,7 @@ impl Guardrails {
         req: &Request,
         facts: &Facts<'_>,
     ) -> Result<(cedar_policy::Request, cedar_policy::Entities), PolicyError> {
-        let arguments_text = req.context.canonical_arguments()?;
-        let digest = sha256_hex(arguments_text.as_bytes());
+        let arguments = Arguments::of(req)?;
         let agent = facts
             .agent
             .ok_or_else(|| PolicyError::facts(format!("agent `{}` was not loaded", req.agent)))?;
@@ -395,19 +394,31 @@ impl Guardrails {
         let class = system
             .class_of(&req.action)
             .map_err(|e| PolicyError::facts(e.to_string()))?;
-        let call = Call {
-            req,
-            agent,
-            system,
-            class,
-            arguments_text: &arguments_text,
-            digest: &digest,
-        };
+        let call = arguments.call(req, agent, system, class);
         call.to_cedar(
             &self.names,
             call.base_entities(&self.names)?,
             ContextUse::ALL,
         )
+    }
+
+    /// The policies the index keeps for `call`: those whose scope and leading equalities the
+    /// call does not contradict.
+    fn candidate_bits(&self, call: &Call<'_>) -> Bits {
+        let tool_id = call.tool_id();
+        self.index.candidates(&call.subject(&tool_id))
+    }
+
+    /// The indexes of the policies the index keeps for `call`, ascending (for explain).
+    pub(crate) fn index_candidates(&self, call: &Call<'_>) -> BTreeSet<usize> {
+        slice::members(&self.candidate_bits(call)).collect()
+    }
+
+    /// Whether the pre-filter drops the policy at `index` for `call`: one of its leading
+    /// conditions that cannot raise an error is false.
+    pub(crate) fn prefiltered(&self, index: usize, call: &Call<'_>) -> bool {
+        let checks = self.checks.get(index).map_or(&[][..], Vec::as_slice);
+        checks.iter().any(|c| prefilter::is_false(c, call))
     }
 
     /// Evaluates the guardrails that can match `call` (all of them when `sliced` is false).
@@ -417,12 +428,10 @@ impl Guardrails {
         sliced: bool,
     ) -> Result<Evaluation, PolicyError> {
         let bits = if sliced {
-            let tool_id = call.tool_id();
-            let mut bits = self.index.candidates(&call.subject(&tool_id));
+            let mut bits = self.candidate_bits(call);
             let members: Vec<usize> = slice::members(&bits).collect();
             for i in members {
-                let checks = self.checks.get(i).map_or(&[][..], Vec::as_slice);
-                if checks.iter().any(|c| prefilter::is_false(c, call)) {
+                if self.prefiltered(i, call) {
                     slice::clear_bit(&mut bits, i);
                 }
             }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use rein_core::agent::{AccountableRoles, Agent, AgentStatus, Budgets};
+use rein_core::agent::Agent;
 use rein_core::system::{ActionClass, ActionSpec, Classification, System};
 use serde_json::json;
 
@@ -17,8 +17,227 @@ use crate::cedar::Call;
 use crate::request::sha256_hex;
 use crate::{Guardrails, Request, RequestContext};
 
-fn p<T: std::str::FromStr>(s: &str) -> T {
-    s.parse().unwrap_or_else(|_| panic!("bad test literal {s}"))
+use self::fixtures::p;
+
+/// The unit tests' registry fixture: one prod, restricted `payments-db` with one action of
+/// each class (and an unclassified one), an active agent with every accountable role, a
+/// grant covering every action, and the example guardrails. It mirrors the one in
+/// `tests/decision.rs`, which integration tests cannot share.
+pub(crate) mod fixtures {
+    use std::collections::BTreeMap;
+
+    use chrono::{DateTime, Duration, Utc};
+    use rein_core::agent::{AccountableRoles, Agent, AgentStatus, Budgets};
+    use rein_core::grant::{Grant, GrantStatus};
+    use rein_core::id::GrantId;
+    use rein_core::system::{ActionClass, ActionSpec, Classification, System};
+    use serde_json::json;
+
+    use crate::{
+        decide, explain, ApprovalEvidence, BudgetUsage, Decision, Explanation, Facts, Guardrails,
+        Request, RequestContext,
+    };
+
+    /// Parses a test literal.
+    pub(crate) fn p<T: std::str::FromStr>(s: &str) -> T {
+        s.parse().unwrap_or_else(|_| panic!("bad test literal {s}"))
+    }
+
+    /// Wednesday 2026-01-07 10:00 UTC: inside the change window.
+    pub(crate) fn wednesday() -> DateTime<Utc> {
+        p("2026-01-07T10:00:00Z")
+    }
+
+    pub(crate) const AGENT: &str = "spiffe://rein.local/agent/payments/invoice-bot/prod";
+
+    /// Every action of [`system`].
+    pub(crate) const ALL_ACTIONS: [&str; 6] = [
+        "select_invoices",
+        "update_invoice_status",
+        "alter_schema",
+        "export_customers",
+        "run_sql",
+        "unclassified",
+    ];
+
+    /// [`AGENT`]: active, every accountable role, no budgets.
+    pub(crate) fn agent() -> Agent {
+        Agent {
+            id: p(AGENT),
+            description: String::new(),
+            use_case: "invoices".into(),
+            roles: AccountableRoles {
+                business_owner: Some(p("olivia")),
+                approvers: vec![p("team:payments-leads")],
+                revokers: vec![p("team:secops")],
+                reviewers: vec![p("user:rita")],
+                review_cadence_days: Some(90),
+            },
+            last_review: None,
+            status: AgentStatus::Active,
+            status_reason: None,
+            keys: vec![],
+            budgets: Budgets::default(),
+            created_by: p("dave"),
+            created_at: wednesday() - Duration::days(30),
+            updated_at: wednesday() - Duration::days(30),
+        }
+    }
+
+    /// A system declaring [`ALL_ACTIONS`] (`unclassified` without a class).
+    pub(crate) fn system(name: &str, env: &str, classification: Classification) -> System {
+        let classes = [
+            Some(ActionClass::Read),
+            Some(ActionClass::Write),
+            Some(ActionClass::Admin),
+            Some(ActionClass::Read),
+            Some(ActionClass::Write),
+            None,
+        ];
+        let actions: BTreeMap<_, _> = ALL_ACTIONS
+            .iter()
+            .zip(classes)
+            .map(|(action, class)| {
+                (
+                    p(action),
+                    ActionSpec {
+                        class,
+                        description: String::new(),
+                    },
+                )
+            })
+            .collect();
+        System {
+            name: p(name),
+            description: String::new(),
+            environment: p(env),
+            owner_team: p("payments"),
+            approvers: vec![p("team:secops")],
+            classification,
+            actions,
+            created_at: wednesday() - Duration::days(60),
+            updated_at: wednesday() - Duration::days(60),
+        }
+    }
+
+    /// An active grant to [`AGENT`] with id `[n; 16]`, expiring 30 days after [`wednesday`].
+    pub(crate) fn grant(n: u8, system: &str, actions: &[&str]) -> Grant {
+        Grant {
+            id: GrantId::from_bytes([n; 16]),
+            agent: p(AGENT),
+            system: p(system),
+            actions: actions.iter().map(|a| p(a)).collect(),
+            expires_at: wednesday() + Duration::days(30),
+            schedule: None,
+            max_token_ttl_secs: None,
+            justification: "invoice processing".into(),
+            requested_by: p("dave"),
+            requested_at: wednesday() - Duration::days(10),
+            status: GrantStatus::Active,
+            mutates_production: true,
+            approvers: vec![p("team:secops")],
+            business_owner_approver: Some(p("olivia")),
+            approvals: vec![],
+            revokers: vec![p("team:secops")],
+            closed: None,
+            updated_at: wednesday() - Duration::days(9),
+        }
+    }
+
+    /// The guardrails of `examples/policies`.
+    pub(crate) fn examples() -> Guardrails {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/policies");
+        let mut files: Vec<(String, String)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "cedar"))
+            .map(|p| {
+                (
+                    p.file_name().unwrap().to_string_lossy().into_owned(),
+                    std::fs::read_to_string(&p).unwrap(),
+                )
+            })
+            .collect();
+        files.sort();
+        Guardrails::load(&files).unwrap()
+    }
+
+    /// One request with its facts, ready to be changed by a test case.
+    pub(crate) struct Case {
+        pub(crate) request: Request,
+        pub(crate) agent: Option<Agent>,
+        pub(crate) system: Option<System>,
+        pub(crate) grants: Vec<Grant>,
+        pub(crate) revoked: Option<String>,
+        pub(crate) usage: BudgetUsage,
+        pub(crate) approval: ApprovalEvidence,
+    }
+
+    impl Case {
+        /// A confident, low-risk call of `action` on the prod, restricted `payments-db`, with
+        /// a grant covering every action.
+        pub(crate) fn new(action: &str) -> Self {
+            Self {
+                request: Request {
+                    agent: p(AGENT),
+                    system: p("payments-db"),
+                    action: p(action),
+                    context: RequestContext {
+                        task_id: Some("task-1".into()),
+                        intent: Some("mark paid invoices".into()),
+                        risk: Some(10),
+                        confidence: Some(0.95),
+                        arguments: json!({"invoice": "inv-1"}),
+                        approval_id: None,
+                    },
+                    now: wednesday(),
+                },
+                agent: Some(agent()),
+                system: Some(system("payments-db", "prod", Classification::Restricted)),
+                grants: vec![grant(1, "payments-db", &ALL_ACTIONS)],
+                revoked: None,
+                usage: BudgetUsage {
+                    calls_last_minute: 0,
+                    task_mutations: 0,
+                    task_systems: 1,
+                },
+                approval: ApprovalEvidence::None,
+            }
+        }
+
+        pub(crate) fn facts(&self) -> Facts<'_> {
+            Facts {
+                agent: self.agent.as_ref(),
+                system: self.system.as_ref(),
+                grants: &self.grants,
+                revoked: self.revoked.as_deref(),
+                usage: self.usage,
+                approval: self.approval.clone(),
+            }
+        }
+
+        pub(crate) fn decide(&self, guardrails: &Guardrails) -> Decision {
+            decide(&self.request, &self.facts(), guardrails)
+        }
+
+        pub(crate) fn explain(&self, guardrails: &Guardrails) -> Explanation {
+            explain(&self.request, &self.facts(), guardrails)
+        }
+
+        pub(crate) fn with(mut self, f: impl FnOnce(&mut Self)) -> Self {
+            f(&mut self);
+            self
+        }
+    }
+
+    /// Attaches approval `id`, checked valid with `approvers`.
+    pub(crate) fn approve(case: &mut Case, id: &str, approvers: &[&str]) {
+        case.request.context.approval_id = Some(id.into());
+        case.approval = ApprovalEvidence::ValidFor {
+            approval_id: id.into(),
+            approvers: approvers.iter().map(|a| (*a).to_owned()).collect(),
+        };
+    }
 }
 
 const TEAMS: [&str; 3] = ["payments", "platform", "search"];
@@ -38,39 +257,20 @@ fn agent_id(team: &str, name: &str, env: &str) -> String {
     format!("spiffe://rein.local/agent/{team}/{name}/{env}")
 }
 
+/// The fixture agent under another id (Cedar sees only its id, status, use case, business
+/// owner, review cadence and whether its roles are complete).
 fn agent(team: &str, name: &str, env: &str) -> Agent {
-    let at: DateTime<Utc> = p("2026-01-01T00:00:00Z");
     Agent {
         id: p(&agent_id(team, name, env)),
-        description: String::new(),
         use_case: "tests".into(),
-        roles: AccountableRoles {
-            business_owner: Some(p("olivia")),
-            approvers: vec![p("team:leads")],
-            revokers: vec![p("team:secops")],
-            reviewers: vec![p("user:rita")],
-            review_cadence_days: Some(90),
-        },
-        last_review: None,
-        status: AgentStatus::Active,
-        status_reason: None,
-        keys: vec![],
-        budgets: Budgets::default(),
-        created_by: p("dave"),
-        created_at: at,
-        updated_at: at,
+        ..fixtures::agent()
     }
 }
 
+/// The fixture system with its name, owner and classification, declaring [`TOOLS`].
 fn system(name: &str, env: &str, owner: &str, classification: Classification) -> System {
-    let at: DateTime<Utc> = p("2026-01-01T00:00:00Z");
     System {
-        name: p(name),
-        description: String::new(),
-        environment: p(env),
         owner_team: p(owner),
-        approvers: vec![p("team:secops")],
-        classification,
         actions: TOOLS
             .iter()
             .map(|(n, c)| {
@@ -83,8 +283,7 @@ fn system(name: &str, env: &str, owner: &str, classification: Classification) ->
                 )
             })
             .collect::<BTreeMap<_, _>>(),
-        created_at: at,
-        updated_at: at,
+        ..fixtures::system(name, env, classification)
     }
 }
 
@@ -371,9 +570,7 @@ fn sliced_evaluation_equals_unsliced_evaluation() {
                 sliced, unsliced,
                 "set {set}: slicing changed the result for {req:?}\npolicies:\n{policies}"
             );
-            let tool_id = call.tool_id();
-            candidates_total +=
-                crate::slice::members(&g.index.candidates(&call.subject(&tool_id))).count();
+            candidates_total += g.index_candidates(&call).len();
             policies_total += 30;
             satisfied_seen += unsliced.satisfied.len();
             errors_seen += unsliced.errors.len();
@@ -564,10 +761,7 @@ fn pins_stop_at_the_first_conjunct_that_may_err() {
         arguments_text: &text,
         digest: &digest,
     };
-    let tool_id = call.tool_id();
-    let count = |g: &Guardrails| {
-        crate::slice::members(&g.index.candidates(&call.subject(&tool_id))).count()
-    };
+    let count = |g: &Guardrails| g.index_candidates(&call).len();
     // A pin before the overflow: the policy is skipped, and indeed never errs for reads.
     let g = load(
         r#"@id("a") forbid (principal, action, resource) when { resource.class == "admin" && context.time.epoch * 10000000000 > 0 };"#,
