@@ -41,6 +41,11 @@ pub struct ClientArgs {
 }
 
 impl ClientArgs {
+    /// The output format chosen with `--output`, for commands that print without a server.
+    pub fn output(&self) -> Output {
+        self.output
+    }
+
     /// A client for the configured server.
     pub fn connect(&self) -> anyhow::Result<Client> {
         let http = reqwest::Client::builder()

@@ -87,6 +87,7 @@ pub async fn initialise(
         for file in files {
             let _ = fs::remove_file(file);
         }
+        let _ = fs::remove_dir(dir.join(config::POLICIES_DIR));
         if !existed {
             let _ = fs::remove_dir(dir);
         }

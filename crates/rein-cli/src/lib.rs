@@ -80,7 +80,7 @@ enum Command {
     Audit(command::audit::Command),
     /// Ask for a decision on one call (exit 3 unless it is `allow`).
     Authorize(command::authorize::Args),
-    /// Check, test and explain guardrail policies, offline (no server needed).
+    /// Check, test and explain guardrail policies offline; show or reload the server's set.
     Policy(command::policy::Args),
 }
 
@@ -121,7 +121,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Agent(cmd) => command::agent::run(&client()?, cmd).await,
         Command::Grant(cmd) => command::grant::run(&client()?, cmd).await,
         Command::Audit(cmd) => command::audit::run(&client()?, cmd).await,
-        Command::Policy(args) => command::policy::run(args),
+        Command::Policy(args) => command::policy::run(args, cli.client.output(), client).await,
     };
     done.map(|()| Exit::Success)
 }

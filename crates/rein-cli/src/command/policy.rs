@@ -1,8 +1,14 @@
-//! `rein policy`: guardrails offline, no server. `check` validates a directory of Cedar
+//! `rein policy`: guardrails offline, and the set a server has in force.
+//!
+//! Offline (files only, no server or token): `check` validates a directory of Cedar
 //! guardrails; `test` runs YAML test cases (a registry fixture, requests, the decisions they
 //! must get) through `rein_policy::decide`, the function the server decides with; `explain`
 //! shows why one case gets its decision, step by step and guardrail by guardrail. The case
 //! format is documented in `examples/policies/README.md`.
+//!
+//! Against the server: `status` shows the guardrail set in force (`GET /v1/policies`), and
+//! `reload` makes the server read its policies directory again (`POST /v1/policies/reload`,
+//! admins); an invalid set is refused and the previous one stays in force.
 
 use std::path::{Path, PathBuf};
 
@@ -14,8 +20,8 @@ use rein_policy::{
 };
 use serde_json::{json, Value};
 
-use crate::client::Local;
-use crate::output::Output;
+use crate::client::{Client, Local};
+use crate::output::{col, table, Output};
 
 mod cases;
 
@@ -31,18 +37,14 @@ const TEST_FAILED: &str = "policy-test-failed";
 pub struct Args {
     #[command(subcommand)]
     command: Command,
-    // The global `--output`, under the same id: clap hands its value to the subcommand
-    // wherever it is given on the command line, so this offline command reads it without
-    // building a client.
-    /// Output format: human text, or JSON for scripts.
-    #[arg(id = "output", long, global = true, value_enum, default_value_t = Output::Table)]
-    output: Output,
 }
 
 /// The `rein policy` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Validate every `*.cedar` guardrail file in DIR against Rein's schema: prints the policy
+    /// Validate a directory of guardrails (offline).
+    ///
+    /// Validates every `*.cedar` guardrail file in DIR against Rein's schema: prints the policy
     /// set's version and each guardrail, or every error as `file:line:column: message`. Exit
     /// code 0 when valid, 1 otherwise.
     Check {
@@ -50,7 +52,9 @@ pub enum Command {
         #[arg(default_value = "policies")]
         dir: PathBuf,
     },
-    /// Run the test cases in every `*.yaml`/`*.yml` file under DIR (recursively) against the
+    /// Run policy test cases (offline).
+    ///
+    /// Runs the test cases in every `*.yaml`/`*.yml` file under DIR (recursively) against the
     /// guardrails in DIR (or --policies), through the engine the server decides with. Prints
     /// PASS or FAIL per case, what differs on failure, and a summary. Exit code 0 when every
     /// case passes, 1 when one fails or a file is invalid.
@@ -62,9 +66,11 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         policies: Option<PathBuf>,
     },
-    /// Explain one case's decision: each step (context, agent, grant, budget, guardrails) with
-    /// what it looked at, and every guardrail of the set with what happened to it (not
-    /// applicable, not matched, matched, error). Exit code 0 whatever the decision.
+    /// Explain one test case's decision (offline).
+    ///
+    /// Shows each step (context, agent, grant, budget, guardrails) with what it looked at, and
+    /// every guardrail of the set with what happened to it (not applicable, not matched,
+    /// matched, error). Exit code 0 whatever the decision.
     Explain {
         /// The case file.
         #[arg(long, value_name = "FILE")]
@@ -77,12 +83,39 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         policies: Option<PathBuf>,
     },
+    /// Show the guardrail set the server has in force.
+    ///
+    /// Prints its version, when and from where it was loaded, and each guardrail with its
+    /// mode, step-up and location (`GET /v1/policies`).
+    Status,
+    /// Make the server reload its policies directory (admins).
+    ///
+    /// An invalid set is refused, naming every error as `file:line:column: message`, and the
+    /// previous set stays in force (exit code 1). Prints the set now in force
+    /// (`POST /v1/policies/reload`).
+    Reload,
 }
 
-/// Runs a `rein policy` command. Offline: reads files, never calls a server.
-pub fn run(args: Args) -> anyhow::Result<()> {
-    let output = args.output;
+/// Runs a `rein policy` command in `output`. `check`, `test` and `explain` are offline: they
+/// read files and never call `client`; `status` and `reload` ask the server through it.
+pub async fn run(
+    args: Args,
+    output: Output,
+    client: impl FnOnce() -> anyhow::Result<Client>,
+) -> anyhow::Result<()> {
     match args.command {
+        Command::Status => {
+            let client = client()?;
+            let response = client.get("/v1/policies").await?;
+            client.print(&response, render_status)
+        }
+        Command::Reload => {
+            let client = client()?;
+            let response = client.post("/v1/policies/reload", &json!({})).await?;
+            client.print(&response, |status| {
+                format!("reloaded\n{}", render_status(status))
+            })
+        }
         Command::Check { dir } => check(&dir, output),
         Command::Test { dir, policies } => test(&dir, policies.as_deref().unwrap_or(&dir), output),
         Command::Explain {
@@ -190,6 +223,31 @@ fn mode(mode: Mode, step_up: Option<u32>) -> String {
         Mode::Enforce => effect,
         Mode::Shadow => format!("shadow {effect}"),
     }
+}
+
+/// The set in force (`GET /v1/policies`): version, load time, directory, then one row per
+/// guardrail.
+fn render_status(status: &Value) -> String {
+    let text = |k: &str| status[k].as_str().unwrap_or("").to_owned();
+    let guardrails = crate::output::rows(&status["guardrails"]);
+    let mut out = format!("version:    {}\n", text("version"));
+    out.push_str(&format!("loaded_at:  {}\n", text("loaded_at")));
+    if let Some(dir) = status["dir"].as_str() {
+        out.push_str(&format!("dir:        {dir}\n"));
+    }
+    out.push_str(&format!("guardrails: {}\n", guardrails.len()));
+    if !guardrails.is_empty() {
+        out.push_str(&table(
+            guardrails,
+            &[
+                col("ID", "id"),
+                col("MODE", "mode"),
+                col("STEP_UP", "step_up"),
+                col("LOCATION", "location"),
+            ],
+        ));
+    }
+    out
 }
 
 // === check ===
