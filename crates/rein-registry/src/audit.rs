@@ -95,7 +95,9 @@ impl Registry {
     {
         let _turn = self.locks.lock(kind, key).await;
         let receipt = self.record(event.clone()).await?;
-        if let Err(e) = insert.await {
+        let inserted = insert.await;
+        self.forget_identities(kind);
+        if let Err(e) = inserted {
             let why = match &e {
                 StoreError::AlreadyExists { .. } => "not applied: it exists already",
                 _ => "not applied: the store failed",
@@ -137,7 +139,9 @@ impl Registry {
             change(&mut value)?;
             let event = describe(&value);
             let receipt = self.record(event.clone()).await?;
-            match write(value.clone(), version).await {
+            let written = write(value.clone(), version).await;
+            self.forget_identities(kind);
+            match written {
                 Ok(version) => return Ok(Versioned { value, version }),
                 Err(StoreError::Conflict { .. }) => {
                     self.supersede(
@@ -236,6 +240,14 @@ impl Registry {
             .await?;
         self.system_written(&written.value, written.version);
         Ok(written.value)
+    }
+
+    /// Empties the token cache after a write to users, teams or tokens (whether it landed or
+    /// not: an unknown outcome must not leave a stale identity behind).
+    fn forget_identities(&self, kind: &str) {
+        if matches!(kind, "user" | "team" | "api_token") {
+            self.auth.clear();
+        }
     }
 
     /// Tells the observers that `agent` is now at `version`.

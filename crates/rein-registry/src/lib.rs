@@ -9,6 +9,7 @@
 mod agents;
 mod audit;
 mod audit_read;
+mod auth_cache;
 mod error;
 mod grants;
 pub mod keys;
@@ -30,6 +31,7 @@ pub use audit_read::{
     verify_audit_chain, ApprovalTrail, AuditPage, GrantApprovals, Ownership, Revokers, Why,
     MAX_AUDIT_PAGE,
 };
+pub use auth_cache::AUTH_CACHE_TTL;
 pub use error::Error;
 pub use observe::Observer;
 pub use systems::{NewSystem, SystemPatch};
@@ -91,6 +93,7 @@ pub struct Registry {
     audit: AuditLog,
     locks: Arc<audit::Locks>,
     observers: Arc<[Arc<dyn Observer>]>,
+    auth: Arc<auth_cache::AuthCache>,
 }
 
 impl Registry {
@@ -108,6 +111,7 @@ impl Registry {
             audit,
             locks: Arc::new(audit::Locks::new()),
             observers: Arc::from(Vec::new()),
+            auth: Arc::new(auth_cache::AuthCache::default()),
         }
     }
 

@@ -103,20 +103,32 @@ impl Registry {
     /// same [`Error::Unauthenticated`], so a caller learns nothing about which tokens exist.
     pub async fn authenticate(&self, token: &str) -> Result<Actor, Error> {
         let id = token_id(token).ok_or(Error::Unauthenticated)?;
+        let presented = digest(token);
+        let usable = |stored: &ApiToken| -> bool {
+            let matches: bool = presented.as_bytes().ct_eq(stored.hash.as_bytes()).into();
+            matches && stored.is_usable(self.now())
+        };
+        if let Some((stored, actor)) = self.auth.get(id) {
+            return if usable(&stored) {
+                Ok(actor)
+            } else {
+                Err(Error::Unauthenticated)
+            };
+        }
+        let generation = self.auth.generation();
         let stored = self
             .store
             .api_token(id)
             .await?
             .ok_or(Error::Unauthenticated)?;
-        let presented = digest(token);
-        let matches: bool = presented.as_bytes().ct_eq(stored.hash.as_bytes()).into();
-        if !matches || !stored.is_usable(self.now()) {
+        if !usable(&stored) {
             return Err(Error::Unauthenticated);
         }
         let actor = self.actor(&stored.user).await.map_err(|e| match e {
             Error::Store(s) => Error::Store(s),
             _ => Error::Unauthenticated,
         })?;
+        self.auth.put(generation, stored, actor.clone());
         Ok(actor)
     }
 

@@ -847,7 +847,7 @@ async fn every_v1_operation_requires_a_token() {
             }
         }
     }
-    assert_eq!(checked, 38);
+    assert_eq!(checked, 42);
     assert_eq!(doc["security"], json!([{"bearer": []}]));
 }
 
@@ -1723,11 +1723,19 @@ async fn an_unavailable_store_is_503_and_fails_closed() {
     let Some(srv) = Server::start(&common::Backend::Sqlite).await else {
         unreachable!()
     };
+    // Issuing a token forgets every resolved token: admin's is resolved again after it.
+    let unchecked = srv.token_for("admin").await;
     read(&srv, &srv.admin, "/v1/whoami").await;
     srv.store.down.store(true, Ordering::SeqCst);
     // A token that cannot be checked is refused, never let through, and the cause stays in the
     // log.
-    let r = srv.get(&srv.admin, "/v1/whoami").await;
+    let r = srv.get(&unchecked, "/v1/whoami").await;
+    r.problem(503, "store-unavailable");
+    assert!(!r.text.contains("secret-db"), "{}", r.text);
+    // A token resolved moments ago is still known (for AUTH_CACHE_TTL), but whatever needs the
+    // store fails closed.
+    read(&srv, &srv.admin, "/v1/whoami").await;
+    let r = srv.get(&srv.admin, "/v1/teams").await;
     r.problem(503, "store-unavailable");
     assert!(!r.text.contains("secret-db"), "{}", r.text);
     let r = srv.call(Method::GET, "/readyz", None, None).await;
@@ -1792,7 +1800,7 @@ async fn bearer_tokens_never_reach_the_logs() {
         .await
         .problem(404, "route-not-found");
     srv.store.down.store(true, Ordering::SeqCst);
-    reply(send(Method::GET, "/v1/whoami", second.clone(), ""))
+    reply(send(Method::GET, "/v1/teams", second.clone(), ""))
         .await
         .problem(503, "store-unavailable");
     srv.store.down.store(false, Ordering::SeqCst);
