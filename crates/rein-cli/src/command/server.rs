@@ -106,6 +106,10 @@ fn print_dev_banner(dev: &Dev, examples: &std::path::Path, addr: SocketAddr) {
         examples.join("governance").display(),
         dev.summary
     );
+    println!(
+        "Guardrails: {} (reloaded when a file changes)",
+        dev.settings.policies_dir.display()
+    );
     if !dev.approved.is_empty() {
         println!("--dev only: approved these grants on the example approvers' behalf:");
         for (grant, by) in &dev.approved {
@@ -156,6 +160,7 @@ fn print_dev_banner(dev: &Dev, examples: &std::path::Path, addr: SocketAddr) {
     );
     println!("  rein grant list");
     println!("  rein audit tail -n 5");
+    println!("  rein policy status");
     if let Some((grant, _)) = dev.approved.first() {
         println!("  rein agent show {}", agent_short(&grant.agent));
     }
