@@ -66,7 +66,11 @@ fn prepare(records: &[Record]) -> Result<Vec<Prepared<'_>>, SinkError> {
         let seq = i64::try_from(record.seq).map_err(|_| {
             SinkError::Unavailable(format!("audit sequence number {} is too large", record.seq))
         })?;
-        let doc = serde_json::to_string(record).map_err(|e| {
+        // The record's serde JSON document, written directly (`rein_audit` keeps it
+        // byte-identical to `serde_json::to_string(record)`, at a fraction of the cost).
+        let mut doc = Vec::with_capacity(1024);
+        record.write_document(&mut doc);
+        let doc = String::from_utf8(doc).map_err(|e| {
             SinkError::Unavailable(format!("cannot encode audit record {}: {e}", record.seq))
         })?;
         prepared.push(Prepared {
