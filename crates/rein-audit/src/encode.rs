@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 
-use crate::record::{ActorKind, Event, Hash};
+use crate::record::{Actor, ActorKind, Event, Hash};
 
 /// Appends the canonical encoding of a record's hashed part, or with `hash` the stored document
 /// (`{"seq","time","prev_hash","hash","event"}`, i.e. `serde_json::to_vec(&record)`).
@@ -37,43 +37,64 @@ pub(crate) fn write_record(
 }
 
 /// The event's fields in declaration order, optional ones omitted when absent or empty (as its
-/// `skip_serializing_if` attributes say).
+/// `skip_serializing_if` attributes say). The destructuring names every field: adding one to
+/// [`Event`] does not compile until it is encoded here too (and the encoding versioned).
 fn write_event(out: &mut Vec<u8>, e: &Event) {
+    let Event {
+        event_type,
+        actor: Actor { kind, id },
+        subject,
+        agent,
+        task_id,
+        system,
+        action,
+        decision,
+        determined_by,
+        policy_version,
+        approvers,
+        revokers,
+        argument_digest,
+        outcome,
+        reason,
+        latency_us,
+        details,
+        synthetic,
+    } = e;
     out.extend_from_slice(b"{\"type\":");
-    write_str(out, e.event_type.as_str());
+    write_str(out, event_type.as_str());
     out.extend_from_slice(b",\"actor\":{\"kind\":");
     write_str(
         out,
-        match e.actor.kind {
+        match kind {
             ActorKind::User => "user",
             ActorKind::Agent => "agent",
             ActorKind::Rein => "rein",
         },
     );
     out.extend_from_slice(b",\"id\":");
-    write_str(out, &e.actor.id);
+    write_str(out, id);
     out.push(b'}');
-    opt_str(out, "subject", e.subject.as_deref());
-    opt_str(out, "agent", e.agent.as_deref());
-    opt_str(out, "task_id", e.task_id.as_deref());
-    opt_str(out, "system", e.system.as_deref());
-    opt_str(out, "action", e.action.as_deref());
-    opt_str(out, "decision", e.decision.as_deref());
-    list(out, "determined_by", &e.determined_by);
-    opt_str(out, "policy_version", e.policy_version.as_deref());
-    list(out, "approvers", &e.approvers);
-    list(out, "revokers", &e.revokers);
-    opt_str(out, "argument_digest", e.argument_digest.as_deref());
+    opt_str(out, "subject", subject.as_deref());
+    opt_str(out, "agent", agent.as_deref());
+    opt_str(out, "task_id", task_id.as_deref());
+    opt_str(out, "system", system.as_deref());
+    opt_str(out, "action", action.as_deref());
+    opt_str(out, "decision", decision.as_deref());
+    list(out, "determined_by", determined_by);
+    opt_str(out, "policy_version", policy_version.as_deref());
+    list(out, "approvers", approvers);
+    list(out, "revokers", revokers);
+    opt_str(out, "argument_digest", argument_digest.as_deref());
     out.extend_from_slice(b",\"outcome\":");
-    write_str(out, &e.outcome);
-    opt_str(out, "reason", e.reason.as_deref());
-    if let Some(latency) = e.latency_us {
+    write_str(out, outcome);
+    opt_str(out, "reason", reason.as_deref());
+    if let Some(latency) = latency_us {
         out.extend_from_slice(b",\"latency_us\":");
-        write_u64(out, latency);
+        write_u64(out, *latency);
     }
-    if !e.details.is_empty() {
+    if !details.is_empty() {
         out.extend_from_slice(b",\"details\":{");
-        for (i, (key, value)) in e.details.iter().enumerate() {
+        for (i, (key, value)) in details.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
@@ -83,7 +104,7 @@ fn write_event(out: &mut Vec<u8>, e: &Event) {
         }
         out.push(b'}');
     }
-    if e.synthetic {
+    if *synthetic {
         out.extend_from_slice(b",\"synthetic\":true");
     }
     out.push(b'}');
@@ -232,7 +253,7 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
-    use crate::record::{Actor, EventType, Record};
+    use crate::record::{EventType, Record};
 
     fn canonical_via_serde(r: &Record) -> Vec<u8> {
         #[derive(serde::Serialize)]

@@ -1,10 +1,12 @@
 //! The appender: group commit over an [`AuditSink`].
 //!
 //! One writer task owns the chain head. Callers send events over a channel and wait; the writer
-//! takes everything queued (up to `max_batch`), chains it, and hands the batch to the sink in one
-//! atomic, durable write, so N concurrent appenders share one fsync. Each caller is answered only
-//! after the sink confirmed durability. When the sink fails, every caller in the batch gets an
-//! error and the head does not move: nothing is acknowledged that is not stored.
+//! chains what is queued (up to `max_batch`) and hands the batch to the sink in one atomic,
+//! durable write, so N concurrent appenders share one fsync. While that write runs, the writer
+//! already chains the events arriving into the next batch (pipelining; see `Writer` for how a
+//! failed write re-chains it). Each caller is answered only after the sink confirmed durability
+//! of its batch. When the sink fails, every caller in the batch gets an error and the head does
+//! not move: nothing is acknowledged that is not stored.
 //!
 //! Several Rein replicas may share one PostgreSQL sink: a sink that finds its head moved reports
 //! [`SinkError::Conflict`], and the writer re-reads the head and re-chains the batch.

@@ -330,14 +330,15 @@ impl Record {
     /// The record as stored and exported: its JSON document, the same bytes as
     /// `serde_json::to_vec(&record)` (the canonical fields plus `hash`), written without serde.
     pub fn write_document(&self, out: &mut Vec<u8>) {
-        encode::write_record(
-            out,
-            self.seq,
-            &self.time,
-            &self.prev_hash,
-            Some(&self.hash),
-            &self.event,
-        );
+        // Every field named: a new one does not compile until it is encoded.
+        let Record {
+            seq,
+            time,
+            prev_hash,
+            hash,
+            event,
+        } = self;
+        encode::write_record(out, *seq, time, prev_hash, Some(hash), event);
     }
 
     /// Recomputes the hash from the content (what a verifier does).

@@ -17,5 +17,16 @@ CREATE INDEX audit_records_by_other_actor ON audit_records (actor, seq)
 -- selectivities, expects about one row, and sorts all of the agent's records instead of reading
 -- the agent index in order up to the page limit. These statistics tell it (ANALYZE fills them;
 -- autovacuum keeps them current).
+--
+-- An existing log is analysed now, so that the statistics exist before autovacuum's next analyse
+-- (late on a large append-only table). An empty one is not: statistics that say "no rows" make
+-- PostgreSQL cache a sequential scan for the head query of every append, which then reads the
+-- whole table at each commit.
 CREATE STATISTICS audit_records_actor_agent (dependencies) ON actor, agent FROM audit_records;
-ANALYZE audit_records;
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM audit_records) THEN
+        ANALYZE audit_records;
+    END IF;
+END
+$$;
