@@ -11,6 +11,7 @@
 //!   fails, the append fails, and the caller must refuse the action it was recording.
 
 pub mod checkpoint;
+mod encode;
 pub mod log;
 pub mod ocsf;
 pub mod record;

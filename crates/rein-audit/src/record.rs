@@ -8,7 +8,8 @@
 //! optional fields omitted, empty lists omitted, no floating-point numbers anywhere). `time` is
 //! RFC 3339 UTC with exactly six fractional digits and a `Z`. `prev_hash` of the first record
 //! (seq 1) is 64 zeros. Hashes are lowercase hex. Golden vectors in `tests/vectors/` pin this;
-//! changing the encoding is a new version, never an edit.
+//! changing the encoding is a new version, never an edit. The bytes are written directly (the
+//! private `encode` module, tested against `serde_json`) rather than through serde, for speed.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -16,6 +17,8 @@ use std::fmt;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::encode;
 
 /// Domain-separation prefix of record hashes.
 const RECORD_DOMAIN: &[u8] = b"rein.audit.v1\0";
@@ -296,16 +299,6 @@ pub struct Record {
     pub event: Event,
 }
 
-/// The part of a record covered by its hash, in canonical field order.
-#[derive(Serialize)]
-struct Hashed<'a> {
-    seq: u64,
-    #[serde(with = "micros")]
-    time: DateTime<Utc>,
-    prev_hash: &'a Hash,
-    event: &'a Event,
-}
-
 impl Record {
     /// Builds the record that follows `prev_hash` at `seq`, computing its hash.
     pub fn chain(seq: u64, time: DateTime<Utc>, prev_hash: Hash, event: Event) -> Self {
@@ -322,7 +315,30 @@ impl Record {
 
     /// The canonical bytes the hash covers.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        canonical(self.seq, &self.time, &self.prev_hash, &self.event)
+        let mut out = Vec::with_capacity(1024);
+        encode::write_record(
+            &mut out,
+            self.seq,
+            &self.time,
+            &self.prev_hash,
+            None,
+            &self.event,
+        );
+        out
+    }
+
+    /// The record as stored and exported: its JSON document, the same bytes as
+    /// `serde_json::to_vec(&record)` (the canonical fields plus `hash`), written without serde.
+    pub fn write_document(&self, out: &mut Vec<u8>) {
+        // Every field named: a new one does not compile until it is encoded.
+        let Record {
+            seq,
+            time,
+            prev_hash,
+            hash,
+            event,
+        } = self;
+        encode::write_record(out, *seq, time, prev_hash, Some(hash), event);
     }
 
     /// Recomputes the hash from the content (what a verifier does).
@@ -338,30 +354,10 @@ impl Record {
         BUF.with_borrow_mut(|buf| {
             buf.clear();
             buf.extend_from_slice(RECORD_DOMAIN);
-            // Serialising these plain structs cannot fail (no floats, string-keyed maps only).
-            let _ = serde_json::to_writer(
-                &mut *buf,
-                &Hashed {
-                    seq,
-                    time: *time,
-                    prev_hash,
-                    event,
-                },
-            );
+            encode::write_record(buf, seq, time, prev_hash, None, event);
             Hash(Sha256::digest(buf.as_slice()).into())
         })
     }
-}
-
-fn canonical(seq: u64, time: &DateTime<Utc>, prev_hash: &Hash, event: &Event) -> Vec<u8> {
-    // Serialising these plain structs cannot fail: no maps with non-string keys, no floats.
-    serde_json::to_vec(&Hashed {
-        seq,
-        time: *time,
-        prev_hash,
-        event,
-    })
-    .unwrap_or_default()
 }
 
 /// Drops sub-microsecond precision so that a record read back from text hashes the same.

@@ -426,6 +426,100 @@ async fn a_writer_that_lost_a_race_rechains_after_the_other_replica() {
     assert_eq!(verify(&records, &HashMap::new(), &[]), None);
 }
 
+/// A sink that fails every third append and records every batch that does not extend its head
+/// (seq and hash): with one writer, a batch chained onto a head that did not land must never
+/// reach it.
+#[derive(Default)]
+struct FlakySink {
+    records: Mutex<Vec<Record>>,
+    calls: std::sync::atomic::AtomicU64,
+    not_extending: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait]
+impl AuditSink for FlakySink {
+    async fn head(&self) -> Result<Option<(u64, Hash)>, SinkError> {
+        Ok(self.records.lock().unwrap().last().map(|r| (r.seq, r.hash)))
+    }
+    async fn append(&self, records: &[Record]) -> Result<(), SinkError> {
+        // Yield first, so the writer gets to chain the next batch while this one "commits".
+        tokio::task::yield_now().await;
+        let mut stored = self.records.lock().unwrap();
+        let head = stored
+            .last()
+            .map_or((0, Hash::GENESIS), |r| (r.seq, r.hash));
+        let first = records.first().map(|r| (r.seq - 1, r.prev_hash));
+        if first != Some(head) {
+            self.not_extending.fetch_add(1, Ordering::SeqCst);
+            return Err(SinkError::Conflict);
+        }
+        if self.calls.fetch_add(1, Ordering::SeqCst) % 3 == 2 {
+            return Err(SinkError::Unavailable("injected failure".into()));
+        }
+        stored.extend_from_slice(records);
+        Ok(())
+    }
+    async fn append_checkpoint(&self, _: &Checkpoint) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// Pipelined group commit with failing commits: every acknowledged record is stored with the
+/// receipt's hash, every failed one is not, the stored chain has no gap or fork, and no batch
+/// was ever written onto a head that did not land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_commits_never_leave_a_gap_or_a_fork() {
+    let sink = Arc::new(FlakySink::default());
+    let log = AuditLog::open(
+        sink.clone(),
+        CheckpointSigner::new("k", SigningKey::from_bytes(&[1; 32])),
+        LogConfig::default(),
+    )
+    .await
+    .unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..32 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut results = Vec::new();
+            for i in 0..40 {
+                let id = format!("w{w}-{i}");
+                let r = log
+                    .append(Event::new(EventType::Decision, user(&id), "success"))
+                    .await;
+                results.push((id, r));
+            }
+            results
+        }));
+    }
+    let mut acknowledged = Vec::new();
+    let mut failed = 0;
+    for t in tasks {
+        for (id, r) in t.await.unwrap() {
+            match r {
+                Ok(receipt) => acknowledged.push((id, receipt)),
+                Err(AppendError::Unavailable(_)) => failed += 1,
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+    }
+    let stored = sink.records.lock().unwrap().clone();
+    assert!(failed > 0, "the sink failed some commits");
+    assert_eq!(acknowledged.len() + failed, 32 * 40);
+    assert_eq!(
+        stored.len(),
+        acknowledged.len(),
+        "only acknowledged records are stored"
+    );
+    for (id, receipt) in &acknowledged {
+        let record = &stored[receipt.seq as usize - 1];
+        assert_eq!(record.hash, receipt.hash);
+        assert_eq!(&record.event.actor.id, id);
+    }
+    assert_eq!(verify(&stored, &HashMap::new(), &[]), None);
+    assert_eq!(sink.not_extending.load(Ordering::SeqCst), 0);
+}
+
 /// An independent implementation (Python's hashlib) agrees with the golden vectors, so the
 /// encoding is specified by the vectors, not by this crate's code.
 #[test]

@@ -441,7 +441,7 @@ fn fdatasync_baseline(dir: &std::path::Path, size: usize) -> Duration {
 const FILTER_INDEXES: [&str; 7] = [
     "audit_records_by_time",
     "audit_records_by_type",
-    "audit_records_by_actor",
+    "audit_records_by_other_actor",
     "audit_records_by_agent",
     "audit_records_by_task",
     "audit_records_by_system",

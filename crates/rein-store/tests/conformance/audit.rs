@@ -23,6 +23,7 @@ conformance!(
     audit_filters_match_each_field_and_the_time_range,
     audit_pages_after_seq_cover_every_match_once,
     audit_latest_returns_the_last_matches_ascending,
+    audit_actor_filter_merges_self_and_other_records_in_order,
     audit_checkpoints_round_trip,
     audit_scan_reports_damaged_documents_in_place,
     audit_log_records_survive_reopen_and_verify,
@@ -551,6 +552,87 @@ async fn audit_pages_after_seq_cover_every_match_once(h: &mut Harness) {
             .await
             .unwrap(),
         vec![]
+    );
+}
+
+/// An actor filter is answered from two index ranges (records whose agent is the actor, and
+/// the others): pages and `latest` must interleave both in sequence order, limit the total, and
+/// never match a record about the actor that someone else acted on.
+async fn audit_actor_filter_merges_self_and_other_records_in_order(h: &mut Harness) {
+    let s = h.store.as_ref();
+    let events: Vec<(Event, DateTime<Utc>)> = (1..=30u64)
+        .map(|i| {
+            let mut e = match i % 5 {
+                // The agent acting about itself.
+                0 | 1 => decision(1),
+                // The agent acting about another agent.
+                2 => {
+                    let mut e = decision(1);
+                    e.agent = Some(AGENT_B.to_owned());
+                    e
+                }
+                // The agent acting about no agent.
+                3 => {
+                    let mut e = decision(1);
+                    e.agent = None;
+                    e
+                }
+                // Someone else acting about the agent: never a match.
+                _ => {
+                    let mut e = decision(2);
+                    e.agent = Some(AGENT_A.to_owned());
+                    e
+                }
+            };
+            e.task_id = Some(format!("task-{}", i % 2));
+            (e, at(i as i64))
+        })
+        .collect();
+    s.append(&chain_onto(None, events)).await.unwrap();
+    let by_agent_a = |task: Option<&str>| AuditFilter {
+        actor: Some(AGENT_A.to_owned()),
+        task_id: task.map(str::to_owned),
+        ..Default::default()
+    };
+    let expected: Vec<u64> = (1..=30).filter(|i| i % 5 != 4).collect();
+
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.audit_records(&by_agent_a(None), after, 3).await.unwrap();
+        assert!(page.len() <= 3);
+        let Some(last) = page.last() else { break };
+        after = Some(last.seq);
+        paged.extend(seqs(&page));
+    }
+    assert_eq!(paged, expected);
+    assert_eq!(
+        seqs(&s.audit_latest(&by_agent_a(None), 4).await.unwrap()),
+        expected[expected.len() - 4..]
+    );
+    assert_eq!(
+        seqs(
+            &s.audit_records(&by_agent_a(Some("task-1")), Some(10), 4)
+                .await
+                .unwrap()
+        ),
+        [11, 13, 15, 17]
+    );
+    assert_eq!(
+        seqs(
+            &s.audit_latest(&by_agent_a(Some("task-0")), 3)
+                .await
+                .unwrap()
+        ),
+        [26, 28, 30]
+    );
+    let by_agent_b = AuditFilter {
+        actor: Some(AGENT_B.to_owned()),
+        ..Default::default()
+    };
+    assert_eq!(
+        seqs(&s.audit_records(&by_agent_b, None, 100).await.unwrap()),
+        (1..=30).filter(|i| i % 5 == 4).collect::<Vec<u64>>()
     );
 }
 
