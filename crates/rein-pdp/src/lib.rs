@@ -454,9 +454,10 @@ fn prepare(request: AuthorizeRequest) -> Result<Prepared, Error> {
     })
 }
 
-/// `dec_` and 32 random hex digits.
+/// `dec_` and a UUIDv7 in 32 hex digits: unique, and ordered by time, so that the audit log's
+/// subject index grows at its end instead of taking a random page on every decision.
 fn decision_id() -> String {
-    format!("dec_{}", hex::encode(rand::random::<[u8; 16]>()))
+    format!("dec_{}", uuid::Uuid::now_v7().simple())
 }
 
 fn error_decision(reason: String, version: &str, digest: Option<String>) -> Decision {
