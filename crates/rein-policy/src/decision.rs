@@ -251,6 +251,44 @@ pub fn decide(req: &Request, facts: &Facts<'_>, guardrails: &Guardrails) -> Deci
     }
 }
 
+/// Steps 0 to 3 of [`decide`] only: the context, the agent, a grant covering the call now, and
+/// the budgets; no guardrails. What a credential needs before it is issued for an action (the
+/// call it is later used for is decided in full). The result is an **allow** naming the
+/// covering grant, or the deny (or error) [`decide`] would have given at that step.
+pub fn check_access(req: &Request, facts: &Facts<'_>, policy_version: &str) -> Decision {
+    let mut d = Decision {
+        outcome: Outcome::Deny,
+        rule: Rule::Error,
+        determined_by: Vec::new(),
+        reason: String::new(),
+        policy_version: policy_version.to_owned(),
+        shadow: Vec::new(),
+        step_up: None,
+        trip_breaker: false,
+        argument_digest: String::new(),
+    };
+    match Arguments::of(req) {
+        Ok(arguments) => d.argument_digest = arguments.digest,
+        Err(e) => return d.error("rule:invalid-context", &e),
+    }
+    let agent = match check_agent(req, facts) {
+        Ok(agent) => agent,
+        Err(r) => return d.refused(r),
+    };
+    let (_, class, grant) = match check_grant(req, facts) {
+        Ok(found) => found,
+        Err(r) => return d.refused(r),
+    };
+    if let Err(r) = check_budgets(req, agent, class, &facts.usage) {
+        return d.refused(r);
+    }
+    d.outcome = Outcome::Allow;
+    d.rule = Rule::Allow;
+    d.determined_by = vec![grant.id.to_string()];
+    d.reason = format!("grant `{}` covers the call", grant.id);
+    d
+}
+
 /// A valid context's canonical arguments ([`crate::canonical_json`]) and their SHA-256 hex.
 #[derive(Debug)]
 pub(crate) struct Arguments {

@@ -44,8 +44,8 @@ mod request;
 mod slice;
 
 pub use decision::{
-    decide, ApprovalEvidence, BudgetUsage, Decision, Facts, Outcome, Rule, ShadowEffect,
-    ShadowVerdict, StepUp,
+    check_access, decide, ApprovalEvidence, BudgetUsage, Decision, Facts, Outcome, Rule,
+    ShadowEffect, ShadowVerdict, StepUp,
 };
 pub use error::{PolicyError, PolicyFileError};
 pub use explain::{

@@ -13,8 +13,9 @@ use rein_core::schedule::{Day, Schedule, Window};
 use rein_core::system::{ActionClass, ActionSpec, Classification, System};
 use rein_core::ErrorCode;
 use rein_policy::{
-    argument_digest, canonical_json, decide, ApprovalEvidence, BudgetUsage, Decision, Facts,
-    Guardrails, Mode, Outcome, PolicyFileError, Request, RequestContext, Rule, ShadowVerdict,
+    argument_digest, canonical_json, check_access, decide, ApprovalEvidence, BudgetUsage, Decision,
+    Facts, Guardrails, Mode, Outcome, PolicyFileError, Request, RequestContext, Rule,
+    ShadowVerdict,
 };
 use serde_json::{json, Value};
 
@@ -202,6 +203,18 @@ impl Case {
             approval: self.approval.clone(),
         };
         decide(&self.request, &facts, guardrails)
+    }
+
+    fn check_access(&self, version: &str) -> Decision {
+        let facts = Facts {
+            agent: self.agent.as_ref(),
+            system: self.system.as_ref(),
+            grants: &self.grants,
+            revoked: self.revoked.as_deref(),
+            usage: self.usage,
+            approval: self.approval.clone(),
+        };
+        check_access(&self.request, &facts, version)
     }
 
     fn with(mut self, f: impl FnOnce(&mut Self)) -> Self {
@@ -924,6 +937,29 @@ fn decision_semantics_table() {
     for (name, case, e) in &cases {
         let d = case.decide(&g);
         check(name, &d, e, g.version());
+        // Steps 0-3 alone (what a credential needs) agree with the full decision up to the
+        // guardrails, and allow what only a guardrail refused.
+        let access = case.check_access(g.version());
+        match d.rule {
+            Rule::Guardrail | Rule::Allow => {
+                assert_eq!(
+                    (access.outcome, access.rule),
+                    (Allow, Rule::Allow),
+                    "{name}: check_access {access:#?}"
+                );
+                assert_eq!(access.determined_by.len(), 1, "{name}: the covering grant");
+            }
+            _ => assert_eq!(
+                (
+                    &access.outcome,
+                    &access.rule,
+                    &access.determined_by,
+                    &access.reason
+                ),
+                (&d.outcome, &d.rule, &d.determined_by, &d.reason),
+                "{name}: check_access"
+            ),
+        }
     }
 }
 
