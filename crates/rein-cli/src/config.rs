@@ -38,6 +38,7 @@ pub struct FileConfig {
     grant_expiry_sweep_seconds: Option<u64>,
     policies_dir: Option<PathBuf>,
     facts_refresh_seconds: Option<u64>,
+    public_url: Option<String>,
     #[serde(default)]
     audit: AuditFileConfig,
 }
@@ -121,6 +122,10 @@ pub struct Overrides {
     /// pick up other replicas' changes, in seconds. [default: 10]
     #[arg(long, env = "REIN_FACTS_REFRESH_SECONDS", value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub facts_refresh_seconds: Option<u64>,
+    /// The URL agents reach this server at: the `iss` of its tokens and the audience of agents'
+    /// assertions (`<url>/oauth2/token`). [default: `http://` and the listen address]
+    #[arg(long, env = "REIN_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
 }
 
 /// Where the records live.
@@ -171,6 +176,8 @@ pub struct Settings {
     pub policies_dir_is_default: bool,
     /// How often the decision point's facts are re-read from the store.
     pub facts_refresh: Duration,
+    /// The public base URL, if configured (otherwise derived from the bound address).
+    pub public_url: Option<String>,
 }
 
 /// Checkpoint every 10 000 records or 60 s; sweep expiries every 30 s.
@@ -284,7 +291,25 @@ impl Settings {
             policies_dir,
             policies_dir_is_default,
             facts_refresh: Duration::from_secs(refresh),
+            public_url: check_public_url(overrides.public_url.or(file.public_url))?,
         })
+    }
+}
+
+/// An `http(s)://` base URL without query or fragment, or an `invalid-config` error.
+fn check_public_url(url: Option<String>) -> anyhow::Result<Option<String>> {
+    let Some(url) = url else { return Ok(None) };
+    let ok = (url.starts_with("https://") || url.starts_with("http://"))
+        && !url.contains(['?', '#', ' '])
+        && url.len() <= 2048;
+    if ok {
+        Ok(Some(url.trim_end_matches('/').to_owned()))
+    } else {
+        Err(Local::new(
+            "invalid-config",
+            format!("`public_url` must be an http(s) URL without query or fragment, not `{url}`"),
+        )
+        .into())
     }
 }
 
@@ -326,6 +351,11 @@ pub fn template(database_url: Option<&str>) -> String {
 # other replicas' changes, in seconds (REIN_FACTS_REFRESH_SECONDS). Changes made through this
 # server are seen by the next decision regardless.
 # facts_refresh_seconds = 10
+
+# The URL agents reach this server at (REIN_PUBLIC_URL, --public-url): the issuer of agents'
+# access tokens, and the audience their client assertions name (`<url>/oauth2/token`). By default
+# `http://` and the listen address; set it behind a proxy or TLS terminator.
+# public_url = "https://rein.example.com"
 
 # Database (REIN_DATABASE_URL, --database-url): `postgres://…` for PostgreSQL; by default the
 # SQLite file rein.db in this directory.

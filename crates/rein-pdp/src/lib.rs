@@ -16,6 +16,7 @@ pub mod budget;
 mod error;
 mod facts;
 mod policies;
+mod tokens;
 mod watch;
 
 use std::sync::Arc;
@@ -35,6 +36,7 @@ use serde::{Deserialize, Serialize};
 pub use error::Error;
 pub use facts::{FactsCache, FactsUnavailable, Lookup};
 pub use policies::{load_dir, LoadError, Loaded, PolicySource};
+pub use tokens::Issuer;
 pub use watch::Watch;
 
 /// Most requests in one batch.

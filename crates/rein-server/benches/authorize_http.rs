@@ -209,9 +209,10 @@ fn main() {
                 .await
                 .unwrap(),
         );
+        let master = rein_keys::MasterKey::from_bytes(rand::random());
         let audit = rein_registry::keys::open_audit_log(
             store.clone(),
-            &rein_keys::MasterKey::from_bytes(rand::random()),
+            &master,
             rein_audit::LogConfig::default(),
         )
         .await
@@ -238,9 +239,12 @@ fn main() {
         let pdp = Pdp::start(registry, Some(policies)).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let issuer = rein_pdp::Issuer::open(pdp.registry(), &master, &format!("http://{addr}"))
+            .await
+            .unwrap();
         tokio::spawn(rein_server::serve(
             listener,
-            AppState::new(pdp),
+            AppState::new(pdp, Arc::new(issuer)),
             std::future::pending(),
         ));
         (addr, token)

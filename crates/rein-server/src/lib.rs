@@ -26,7 +26,7 @@ use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use axum::serve::ListenerExt;
 use axum::Router;
-use rein_pdp::Pdp;
+use rein_pdp::{Issuer, Pdp};
 use rein_registry::Registry;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -45,7 +45,7 @@ pub use error::Problem;
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::routes::{agents, audit, decisions, grants, systems, teams, users};
+use crate::routes::{agents, audit, decisions, grants, oauth, systems, teams, users};
 
 /// The largest request body accepted, in bytes (1 MiB); larger bodies get 413.
 const BODY_LIMIT: usize = 1024 * 1024;
@@ -56,16 +56,19 @@ const BODY_LIMIT: usize = 1024 * 1024;
 pub struct AppState {
     registry: Registry,
     pdp: Arc<Pdp>,
+    issuer: Arc<Issuer>,
     metrics: Arc<Metrics>,
 }
 
 impl AppState {
     /// The state for a server around `pdp` and its registry ([`Pdp::registry`], the one that
-    /// keeps the decision point's facts current), with fresh metrics.
-    pub fn new(pdp: Arc<Pdp>) -> Self {
+    /// keeps the decision point's facts current), issuing agent tokens as `issuer`, with fresh
+    /// metrics.
+    pub fn new(pdp: Arc<Pdp>, issuer: Arc<Issuer>) -> Self {
         Self {
             registry: pdp.registry().clone(),
             pdp,
+            issuer,
             metrics: Arc::new(Metrics::new()),
         }
     }
@@ -151,7 +154,13 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
 
-    v1.route("/healthz", get(routes::healthz))
+    v1.route("/oauth2/token", post(oauth::token))
+        .route("/.well-known/jwks.json", get(oauth::jwks))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(oauth::metadata),
+        )
+        .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/metrics", get(metrics::expose))
         .method_not_allowed_fallback(routes::method_not_allowed)

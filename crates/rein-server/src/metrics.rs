@@ -54,6 +54,7 @@ pub(crate) struct Metrics {
     requests: Family<RequestLabels, Counter>,
     duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     decisions: Family<DecisionLabels, Counter>,
+    tokens: Counter,
 }
 
 impl Metrics {
@@ -79,12 +80,24 @@ impl Metrics {
             "Policy decisions by outcome (allow, deny, step_up)",
             decisions.clone(),
         );
+        let tokens = Counter::default();
+        registry.register(
+            "tokens_issued",
+            "Access tokens issued to agents",
+            tokens.clone(),
+        );
         Self {
             registry,
             requests,
             duration,
             decisions,
+            tokens,
         }
+    }
+
+    /// Counts one access token issued.
+    pub(crate) fn token_issued(&self) {
+        self.tokens.inc();
     }
 
     /// Counts one decision; `decision` is `allow`, `deny` or `step_up`.

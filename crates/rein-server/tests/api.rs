@@ -9,6 +9,8 @@ mod audit;
 mod common;
 #[path = "api/decisions.rs"]
 mod decisions;
+#[path = "api/oauth.rs"]
+mod oauth;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use rein_core::grant::ApprovalRole;
-use rein_pdp::Pdp;
+use rein_keys::MasterKey;
+use rein_pdp::{Issuer, Pdp};
 use rein_registry::Registry;
 use tokio::net::TcpListener;
 
@@ -60,7 +61,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "rein server listening"
     );
     println!("REIN_ADDR=http://{addr}");
-    serve(listener, registry, &settings).await
+    let master = data_dir::check(&dir)?;
+    serve(listener, registry, &settings, &master).await
 }
 
 async fn run_dev(args: Args) -> anyhow::Result<()> {
@@ -83,7 +85,8 @@ async fn run_dev(args: Args) -> anyhow::Result<()> {
         settings,
         ..
     } = dev;
-    let served = serve(listener, registry, &settings).await;
+    let master = data_dir::check(dir.path())?;
+    let served = serve(listener, registry, &settings, &master).await;
     let path = dir.path().to_owned();
     match dir.close() {
         Ok(()) => tracing::info!(data_dir = %path.display(), "removed the dev data directory"),
@@ -196,11 +199,23 @@ async fn serve(
     listener: TcpListener,
     registry: Registry,
     settings: &Settings,
+    master: &MasterKey,
 ) -> anyhow::Result<()> {
     let policies = policies_dir(settings)?;
     let pdp = Pdp::start(registry, Some(policies.clone()))
         .await
         .context("starting the decision point")?;
+    let public_url = match &settings.public_url {
+        Some(url) => url.clone(),
+        None => format!(
+            "http://{}",
+            listener.local_addr().context("reading the bound address")?
+        ),
+    };
+    let issuer = Issuer::open(pdp.registry(), master, &public_url)
+        .await
+        .context("opening the token signing key")?;
+    tracing::info!(issuer = %issuer.issuer(), "token endpoint ready");
     let (agents, systems, grants) = pdp.facts().counts();
     let status = pdp.policy_status();
     tracing::info!(
@@ -218,7 +233,7 @@ async fn serve(
         settings.expiry_sweep,
     ));
     let refresher = tokio::spawn(refresh_facts(Arc::clone(&pdp), settings.facts_refresh));
-    let state = rein_server::AppState::new(pdp);
+    let state = rein_server::AppState::new(pdp, Arc::new(issuer));
     let served = rein_server::serve(listener, state, shutdown_signal()).await;
     sweeper.abort();
     refresher.abort();

@@ -55,7 +55,7 @@ fn strings(value: &Value) -> Vec<&str> {
 }
 
 /// A raw GET, for bodies that are not JSON.
-async fn get_text(api: &Api, token: &str, path: &str) -> (u16, String, String) {
+pub(super) async fn get_text(api: &Api, token: &str, path: &str) -> (u16, String, String) {
     let response = api
         .client
         .get(format!("{}{path}", api.base))

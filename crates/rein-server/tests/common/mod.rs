@@ -355,13 +355,10 @@ impl Server {
             checkpoint_every_records: CHECKPOINT_EVERY,
             ..LogConfig::default()
         };
-        let audit = rein_registry::keys::open_audit_log(
-            store.clone(),
-            &MasterKey::from_bytes(rand::random()),
-            log_config,
-        )
-        .await
-        .unwrap();
+        let master = MasterKey::from_bytes(rand::random());
+        let audit = rein_registry::keys::open_audit_log(store.clone(), &master, log_config)
+            .await
+            .unwrap();
         let clock = Arc::new(TestClock::default());
         let registry = Registry::new(
             store.clone(),
@@ -379,10 +376,13 @@ impl Server {
         let registry = pdp.registry().clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let issuer = rein_pdp::Issuer::open(&registry, &master, &format!("http://{addr}"))
+            .await
+            .unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(rein_server::serve(
             listener,
-            AppState::new(pdp),
+            AppState::new(pdp, Arc::new(issuer)),
             async move {
                 let _ = rx.await;
             },

@@ -1,0 +1,243 @@
+//! The token endpoint's work: authenticate the agent by its signed assertion (RFC 7523), check
+//! decision steps 1 to 3 for every requested action, mint a task-scoped access token (RFC 9068)
+//! and record it in the audit log before it is handed out.
+
+use std::collections::HashMap;
+
+use ed25519_dalek::VerifyingKey;
+use rein_audit::{ActorKind, Event, EventType};
+use rein_core::id::AgentId;
+use rein_keys::{KeyPurpose, MasterKey};
+use rein_oauth::{
+    mint, published_keys, AssertionPolicy, MintRequest, MintedToken, OAuthError, ReplayCache,
+    TokenRequest, TokenSigner,
+};
+use rein_policy::{check_access, ApprovalEvidence, Facts, Outcome, Request, RequestContext, Rule};
+use rein_registry::Registry;
+
+use crate::{budget, Error, Pdp};
+
+/// Rein as an OAuth authorization server: its issuer URL, its current signing key, the keys it
+/// publishes, and the assertions it has seen.
+pub struct Issuer {
+    issuer: String,
+    signer: TokenSigner,
+    published: HashMap<String, VerifyingKey>,
+    assertions: AssertionPolicy,
+    replay: ReplayCache,
+}
+
+impl Issuer {
+    /// The issuer `issuer` (Rein's public base URL, e.g. `https://rein.example.com`), signing
+    /// with the newest token key sealed under `master` (created on first use).
+    pub async fn open(
+        registry: &Registry,
+        master: &MasterKey,
+        issuer: &str,
+    ) -> Result<Self, Error> {
+        let issuer = issuer.trim_end_matches('/').to_owned();
+        let store = registry.store();
+        let (kid, key) =
+            rein_registry::keys::signing_key(store.as_ref(), master, KeyPurpose::Token).await?;
+        let sealed = store
+            .signing_keys(KeyPurpose::Token)
+            .await
+            .map_err(|e| Error::Registry(e.into()))?;
+        Ok(Self {
+            assertions: AssertionPolicy::new(rein_oauth::token_endpoint(&issuer)),
+            signer: TokenSigner::new(kid, key),
+            published: published_keys(&sealed, registry.now()),
+            replay: ReplayCache::default(),
+            issuer,
+        })
+    }
+
+    /// The issuer URL (`iss` of every token).
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The JWKS document (RFC 7517) of the keys tokens may be signed with.
+    pub fn jwks(&self) -> serde_json::Value {
+        rein_oauth::jwks(self.published.iter())
+    }
+
+    /// The authorization server metadata (RFC 8414).
+    pub fn metadata(&self) -> serde_json::Value {
+        rein_oauth::authorization_server_metadata(&self.issuer)
+    }
+}
+
+impl Pdp {
+    /// Handles a token request (the form body of `POST /oauth2/token`): the agent's assertion,
+    /// decision steps 1 to 3 for every requested action on the requested system, then a token
+    /// bound to that system, those actions and the task, recorded before it is returned. Every
+    /// refusal carries its OAuth error code; an agent that authenticated is also recorded as
+    /// refused.
+    pub async fn issue_token(
+        &self,
+        issuer: &Issuer,
+        form: &[u8],
+    ) -> Result<MintedToken, OAuthError> {
+        let now = self.registry.now();
+        let request = TokenRequest::from_form_body(form)?;
+        let agent_id = request.assertion.agent_id().clone();
+        let lookup = self
+            .facts
+            .lookup(&agent_id, &request.system)
+            .map_err(|e| OAuthError::Unavailable(e.to_string()))?;
+        let Some(agent) = lookup.agent.clone() else {
+            return Err(OAuthError::InvalidClient(format!(
+                "no agent `{agent_id}` is registered"
+            )));
+        };
+        let claims = request.assertion.verify(&agent, &issuer.assertions, now)?;
+        issuer
+            .replay
+            .check_and_insert(agent_id.as_str(), &claims.jti, claims.expires_at, now)?;
+        let refused = |e: OAuthError| async {
+            self.record_refusal(&agent_id, &request, &e).await;
+            e
+        };
+
+        // Steps 1 to 3 for each action, with the agent's counters read (not counted: the calls
+        // the token is used for are).
+        let slot = self.budgets.of(&agent.id);
+        let decisions: Vec<_> = {
+            let counters = budget::lock(&slot);
+            let usage = counters.usage(now, Some(request.task_id.as_str()), &request.system);
+            request
+                .actions
+                .iter()
+                .map(|action| {
+                    let call = Request {
+                        agent: agent_id.clone(),
+                        system: request.system.clone(),
+                        action: action.clone(),
+                        context: RequestContext {
+                            task_id: Some(request.task_id.as_str().to_owned()),
+                            intent: Some(request.intent.clone()),
+                            ..RequestContext::default()
+                        },
+                        now,
+                    };
+                    let facts = Facts {
+                        agent: Some(&agent),
+                        system: lookup.system.as_deref(),
+                        grants: &lookup.grants,
+                        revoked: None,
+                        usage,
+                        approval: ApprovalEvidence::None,
+                    };
+                    check_access(&call, &facts, "")
+                })
+                .collect()
+        };
+        if let Some(d) = decisions.iter().find(|d| d.outcome != Outcome::Allow) {
+            if d.trip_breaker {
+                self.trip_breaker(&agent_id, d).await;
+            }
+            let e = match d.rule {
+                Rule::Agent => OAuthError::UnauthorizedClient(d.reason.clone()),
+                Rule::Grant => OAuthError::InvalidScope(
+                    decisions
+                        .iter()
+                        .filter(|d| d.rule == Rule::Grant)
+                        .map(|d| d.reason.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
+                Rule::Budget => OAuthError::UnauthorizedClient(d.reason.clone()),
+                _ => OAuthError::Unavailable(d.reason.clone()),
+            };
+            return Err(refused(e).await);
+        }
+        let minted = match mint_for(&request, &agent, &lookup.grants, now, issuer) {
+            Ok(minted) => minted,
+            Err(e) => return Err(refused(e).await),
+        };
+
+        let mut event = Event::new(EventType::TokenIssued, agent_actor(&agent_id), "success");
+        let c = &minted.claims;
+        event.subject = Some(c.jti.clone());
+        event.agent = Some(agent_id.to_string());
+        event.task_id = Some(c.task_id.as_str().to_owned());
+        event.system = Some(request.system.to_string());
+        event.determined_by = c.grant_ids.iter().map(ToString::to_string).collect();
+        event.approvers = lookup
+            .grants
+            .iter()
+            .filter(|g| c.grant_ids.contains(&g.id))
+            .flat_map(|g| g.approvals.iter().map(|a| a.by.to_string()))
+            .collect();
+        event.revokers = agent
+            .roles
+            .revokers
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        event.details.insert("scope".into(), c.scope.clone());
+        event.details.insert("exp".into(), c.exp.to_string());
+        event
+            .details
+            .insert("kid".into(), issuer.signer.kid().to_owned());
+        event
+            .details
+            .insert("assertion_jti".into(), claims.jti.clone());
+        event
+            .details
+            .insert("intent".into(), request.intent.chars().take(512).collect());
+        self.registry.audit().append(event).await.map_err(|e| {
+            tracing::error!(error = %e, "a token could not be recorded; refused");
+            OAuthError::Unavailable("the token could not be recorded in the audit log".into())
+        })?;
+        Ok(minted)
+    }
+
+    /// Records a refused token request of an authenticated agent (best effort: the request is
+    /// refused either way).
+    async fn record_refusal(&self, agent: &AgentId, request: &TokenRequest, e: &OAuthError) {
+        let mut event = Event::new(EventType::TokenRefused, agent_actor(agent), "denied");
+        event.agent = Some(agent.to_string());
+        event.task_id = Some(request.task_id.as_str().to_owned());
+        event.system = Some(request.system.to_string());
+        event.reason = Some(e.description());
+        event
+            .details
+            .insert("error".into(), e.code().as_str().to_owned());
+        let scope: Vec<String> = request.actions.iter().map(ToString::to_string).collect();
+        event.details.insert("scope".into(), scope.join(" "));
+        if let Err(audit) = self.registry.audit().append(event).await {
+            tracing::error!(error = %audit, "could not record a refused token request");
+        }
+    }
+}
+
+fn mint_for(
+    request: &TokenRequest,
+    agent: &rein_core::agent::Agent,
+    grants: &[rein_core::grant::Grant],
+    now: chrono::DateTime<chrono::Utc>,
+    issuer: &Issuer,
+) -> Result<MintedToken, OAuthError> {
+    mint(
+        &MintRequest {
+            agent,
+            system: &request.system,
+            actions: &request.actions,
+            grants,
+            task_id: &request.task_id,
+            requested_ttl_secs: request.requested_ttl_secs,
+            now,
+        },
+        &issuer.signer,
+        &issuer.issuer,
+    )
+}
+
+fn agent_actor(agent: &AgentId) -> rein_audit::Actor {
+    rein_audit::Actor {
+        kind: ActorKind::Agent,
+        id: agent.to_string(),
+    }
+}
