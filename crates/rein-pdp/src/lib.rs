@@ -239,7 +239,47 @@ impl Pdp {
     ) -> Result<Authorization, Error> {
         actor.require_decision_requester(&request.agent)?;
         let prepared = prepare(request)?;
-        Ok(self.decide_and_record(actor, prepared).await)
+        Ok(self.decide_and_record(user_actor(actor), prepared).await)
+    }
+
+    /// Decides one request of an agent presenting its access token (already verified for the
+    /// request's system, see [`Pdp::verify_agent_token`]): an agent asks only about itself,
+    /// for an action its token's scope names, within the token's task (a request naming no
+    /// task is the token's).
+    pub async fn authorize_for_token(
+        &self,
+        token: &rein_oauth::AccessTokenClaims,
+        mut request: AuthorizeRequest,
+    ) -> Result<Authorization, Error> {
+        if request.agent != token.sub {
+            return Err(rein_core::DomainError::forbidden(
+                "an agent may ask for decisions only on its own calls",
+            )
+            .into());
+        }
+        if !token.allows(&request.action) {
+            return Err(rein_core::DomainError::forbidden(format!(
+                "the access token's scope does not include `{}`",
+                request.action
+            ))
+            .into());
+        }
+        match &request.context.task_id {
+            None => request.context.task_id = Some(token.task_id.as_str().to_owned()),
+            Some(t) if t != token.task_id.as_str() => {
+                return Err(rein_core::DomainError::forbidden(
+                    "the access token was issued for another task",
+                )
+                .into())
+            }
+            Some(_) => {}
+        }
+        let prepared = prepare(request)?;
+        let by = rein_audit::Actor {
+            kind: ActorKind::Agent,
+            id: token.sub.to_string(),
+        };
+        Ok(self.decide_and_record(by, prepared).await)
     }
 
     /// Decides up to [`MAX_BATCH`] requests; all are checked before any is decided, so a
@@ -262,7 +302,7 @@ impl Pdp {
         }
         let decisions = prepared
             .into_iter()
-            .map(|p| self.decide_and_record(actor, p));
+            .map(|p| self.decide_and_record(user_actor(actor), p));
         Ok(futures_util::future::join_all(decisions).await)
     }
 
@@ -330,7 +370,7 @@ impl Pdp {
         Ok(self.policy_status())
     }
 
-    async fn decide_and_record(&self, actor: &Actor, p: Prepared) -> Authorization {
+    async fn decide_and_record(&self, by: rein_audit::Actor, p: Prepared) -> Authorization {
         let started = Instant::now();
         let now = self.registry.now();
         let decision_id = decision_id();
@@ -347,7 +387,7 @@ impl Pdp {
                 None,
             ),
         };
-        let mut event = decision_event(actor, &decision_id, &decision, &p.wire);
+        let mut event = decision_event(by, &decision_id, &decision, &p.wire);
         if let Some((_, lookup)) = &lookup {
             add_accountability(&mut event, &decision, lookup);
         }
@@ -503,16 +543,12 @@ fn truncate(s: &str, max: usize) -> String {
 
 /// The audit record of a decision: never the arguments, only their digest.
 fn decision_event(
-    actor: &Actor,
+    by: rein_audit::Actor,
     decision_id: &str,
     decision: &Decision,
     wire: &AuthorizeRequest,
 ) -> Event {
-    let mut e = Event::new(
-        EventType::Decision,
-        user_actor(actor),
-        decision.outcome.as_str(),
-    );
+    let mut e = Event::new(EventType::Decision, by, decision.outcome.as_str());
     e.subject = Some(decision_id.to_owned());
     e.agent = Some(wire.agent.to_string());
     e.system = Some(wire.system.to_string());

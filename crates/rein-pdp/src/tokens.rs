@@ -9,8 +9,8 @@ use rein_audit::{ActorKind, Event, EventType};
 use rein_core::id::AgentId;
 use rein_keys::{KeyPurpose, MasterKey};
 use rein_oauth::{
-    mint, published_keys, AssertionPolicy, MintRequest, MintedToken, OAuthError, ReplayCache,
-    TokenRequest, TokenSigner,
+    mint, published_keys, verify_access_token, AccessTokenClaims, AssertionPolicy, MintRequest,
+    MintedToken, OAuthError, ReplayCache, TokenRequest, TokenSigner,
 };
 use rein_policy::{check_access, ApprovalEvidence, Facts, Outcome, Request, RequestContext, Rule};
 use rein_registry::Registry;
@@ -69,6 +69,47 @@ impl Issuer {
 }
 
 impl Pdp {
+    /// Verifies an agent's access token presented for a call on the system named by
+    /// `audience` (`rein:system:<name>`): signature by a published key, `typ`, issuer, audience,
+    /// lifetime; then, from the in-memory facts, that its agent is still active and every grant
+    /// it was minted under is still active. A suspended agent's or a revoked grant's tokens
+    /// therefore stop working on this node at the next check.
+    pub fn verify_agent_token(
+        &self,
+        issuer: &Issuer,
+        token: &str,
+        audience: &str,
+    ) -> Result<AccessTokenClaims, OAuthError> {
+        let now = self.registry.now();
+        let still_valid = |c: &AccessTokenClaims| -> bool {
+            let Some(system) = c.system() else {
+                return false;
+            };
+            let Ok(lookup) = self.facts.lookup(&c.sub, &system) else {
+                return false;
+            };
+            let agent_active = lookup
+                .agent
+                .as_ref()
+                .is_some_and(|a| a.status == rein_core::agent::AgentStatus::Active);
+            agent_active
+                && c.grant_ids.iter().all(|id| {
+                    lookup.grants.iter().any(|g| {
+                        g.id == *id && g.status_at(now) == rein_core::grant::GrantStatus::Active
+                    })
+                })
+        };
+        let revoked = |c: &AccessTokenClaims| !still_valid(c);
+        verify_access_token(
+            token,
+            audience,
+            now,
+            &issuer.published,
+            &issuer.issuer,
+            &revoked,
+        )
+    }
+
     /// Handles a token request (the form body of `POST /oauth2/token`): the agent's assertion,
     /// decision steps 1 to 3 for every requested action on the requested system, then a token
     /// bound to that system, those actions and the task, recorded before it is returned. Every

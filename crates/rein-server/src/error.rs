@@ -114,6 +114,11 @@ impl ApiError {
         )
     }
 
+    /// A bearer credential that does not authenticate, with why (never the credential).
+    pub(crate) fn unauthenticated(detail: impl Into<String>) -> Self {
+        Self::new("unauthenticated", detail)
+    }
+
     /// A bug; `detail` is logged, not returned.
     pub(crate) fn internal(detail: impl Into<String>) -> Self {
         Self::new(INTERNAL_ERROR, detail)

@@ -38,6 +38,27 @@ impl FromRequestParts<AppState> for Authenticated {
     }
 }
 
+/// Who calls `/v1/authorize`: a user with a personal API token, or an agent with the access
+/// token Rein issued it (verified by the handler, which knows the system the call is for).
+pub(crate) enum Caller {
+    /// A user, authenticated.
+    User(Actor),
+    /// An agent's bearer access token, not yet verified.
+    Agent(String),
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer_token(&parts.headers).ok_or(rein_registry::Error::Unauthenticated)?;
+        if token.bytes().filter(|b| *b == b'.').count() == 2 {
+            return Ok(Self::Agent(token.to_owned()));
+        }
+        Ok(Self::User(state.registry.authenticate(token).await?))
+    }
+}
+
 /// A JSON request body; malformed bodies become `malformed-request`, a wrong content type
 /// `unsupported-media-type`, and a body over the limit `payload-too-large`.
 pub(crate) struct Json<T>(pub(crate) T);

@@ -5,7 +5,7 @@ use rein_pdp::{Authorization, AuthorizeRequest, PolicyStatus};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
-use crate::extract::{Authenticated, Json};
+use crate::extract::{Authenticated, Caller, Json};
 use crate::AppState;
 
 /// Many requests to decide at once (at most 100).
@@ -29,11 +29,17 @@ pub(crate) struct BatchResponse {
 #[utoipa::path(post, path = "/v1/authorize", operation_id = "authorize", tag = "decisions", request_body = AuthorizeRequest,
     responses((status = 200, description = "The decision", body = Authorization)))]
 pub(crate) async fn authorize(
-    Authenticated(actor): Authenticated,
+    caller: Caller,
     State(state): State<AppState>,
     Json(req): Json<AuthorizeRequest>,
 ) -> Result<axum::Json<Authorization>, ApiError> {
-    let decision = state.pdp.authorize(&actor, req).await?;
+    let decision = match caller {
+        Caller::User(actor) => state.pdp.authorize(&actor, req).await?,
+        Caller::Agent(token) => {
+            let claims = agent_token(&state, &token, &req.system)?;
+            state.pdp.authorize_for_token(&claims, req).await?
+        }
+    };
     state.metrics.decided(decision.decision.as_str());
     Ok(axum::Json(decision))
 }
@@ -43,15 +49,47 @@ pub(crate) async fn authorize(
 #[utoipa::path(post, path = "/v1/authorize/batch", operation_id = "authorizeBatch", tag = "decisions", request_body = BatchRequest,
     responses((status = 200, description = "The decisions, in request order", body = BatchResponse)))]
 pub(crate) async fn authorize_batch(
-    Authenticated(actor): Authenticated,
+    caller: Caller,
     State(state): State<AppState>,
     Json(batch): Json<BatchRequest>,
 ) -> Result<axum::Json<BatchResponse>, ApiError> {
-    let decisions = state.pdp.authorize_batch(&actor, batch.requests).await?;
+    let decisions = match caller {
+        Caller::User(actor) => state.pdp.authorize_batch(&actor, batch.requests).await?,
+        Caller::Agent(token) => {
+            if batch.requests.is_empty() || batch.requests.len() > rein_pdp::MAX_BATCH {
+                return Err(rein_pdp::Error::Invalid {
+                    field: "requests".into(),
+                    message: format!("must hold 1 to {} requests", rein_pdp::MAX_BATCH),
+                }
+                .into());
+            }
+            let mut checked = Vec::with_capacity(batch.requests.len());
+            for req in batch.requests {
+                checked.push((agent_token(&state, &token, &req.system)?, req));
+            }
+            let mut decisions = Vec::with_capacity(checked.len());
+            for (claims, req) in checked {
+                decisions.push(state.pdp.authorize_for_token(&claims, req).await?);
+            }
+            decisions
+        }
+    };
     for d in &decisions {
         state.metrics.decided(d.decision.as_str());
     }
     Ok(axum::Json(BatchResponse { decisions }))
+}
+
+/// Verifies an agent's access token for a call on `system`; any failure is `unauthenticated`.
+fn agent_token(
+    state: &AppState,
+    token: &str,
+    system: &rein_core::id::SystemName,
+) -> Result<rein_oauth::AccessTokenClaims, ApiError> {
+    state
+        .pdp
+        .verify_agent_token(&state.issuer, token, &rein_oauth::system_audience(system))
+        .map_err(|e| ApiError::unauthenticated(e.description()))
 }
 
 /// The guardrail set in force: its version and guardrails.

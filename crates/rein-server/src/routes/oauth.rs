@@ -9,6 +9,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use rein_oauth::{ErrorCode, OAuthError};
 
+use crate::extract::Authenticated;
 use crate::AppState;
 
 /// `POST /oauth2/token`: a task-scoped access token for an agent that proves who it is with a
@@ -44,6 +45,58 @@ pub(crate) async fn token(
         }
         Err(e) => oauth_error(&e),
     }
+}
+
+/// `POST /oauth2/introspect` (RFC 7662), for resource servers and the gateway, authenticated
+/// with a Rein API token: whether an agent's access token is active now (signature, lifetime,
+/// and its agent and grants still active), and its claims when it is.
+pub(crate) async fn introspect(
+    Authenticated(_caller): Authenticated,
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Response {
+    let mut token = None;
+    for (k, v) in form_urlencoded::parse(&body) {
+        if k == "token" {
+            if token.is_some() {
+                return oauth_error(&OAuthError::InvalidRequest("`token` appears twice".into()));
+            }
+            token = Some(v.into_owned());
+        }
+    }
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
+        return oauth_error(&OAuthError::InvalidRequest("`token` is required".into()));
+    };
+    let inactive = || no_store(axum::Json(serde_json::json!({"active": false})).into_response());
+    // The audience is the one the token names; its signature, issuer and lifetime are checked.
+    let Some(audience) = unverified_audience(&token) else {
+        return inactive();
+    };
+    match state
+        .pdp
+        .verify_agent_token(&state.issuer, &token, &audience)
+    {
+        Ok(claims) => {
+            let mut body = serde_json::to_value(&claims).unwrap_or_default();
+            if let Some(map) = body.as_object_mut() {
+                map.insert("active".into(), true.into());
+                map.insert("token_type".into(), "Bearer".into());
+            }
+            no_store(axum::Json(body).into_response())
+        }
+        Err(_) => inactive(),
+    }
+}
+
+/// The `aud` claim of a compact JWT, read without verifying anything.
+fn unverified_audience(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("aud")?.as_str().map(str::to_owned)
 }
 
 /// `GET /.well-known/jwks.json`: the public keys access tokens are signed with.

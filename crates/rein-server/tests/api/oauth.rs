@@ -472,3 +472,108 @@ async fn pyjwt_verifies_rein_tokens_and_signs_assertions_rein_accepts() {
     }
     w.srv.cleanup().await;
 }
+
+async fn introspect(srv: &Server, api_token: &str, token: &str) -> Value {
+    let req = srv
+        .client
+        .post(format!("{}/oauth2/introspect", srv.base))
+        .bearer_auth(api_token)
+        .form(&[("token", token)]);
+    let r = common::Reply::read(req.send().await.unwrap()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body
+}
+
+#[tokio::test]
+async fn an_agent_token_decides_its_own_calls_until_its_grant_is_revoked() {
+    for w in worlds().await {
+        let srv = &w.srv;
+        let grant = granted_world(&w).await;
+        let key = AgentKey::register(srv, &w.alice, PROD_AGENT_PATH).await;
+        let r = token_request(
+            srv,
+            &form(
+                &key.sign(&claims(srv, PROD_AGENT)),
+                "billing-db",
+                "read_invoices",
+            ),
+        )
+        .await;
+        let token = r.body["access_token"].as_str().unwrap().to_owned();
+        let call = |agent: &str, action: &str| json!({"agent": agent, "system": "billing-db", "action": action, "context": {"risk": 5, "confidence": 0.99}});
+
+        // The agent asks about its own call, in its token's task.
+        let d = srv
+            .post(&token, "/v1/authorize", call(PROD_AGENT, "read_invoices"))
+            .await
+            .ok(200);
+        assert_eq!(d["decision"], "allow", "{d}");
+        let record = read(srv, &w.erin, &format!("/v1/audit/{}", d["audit_seq"])).await;
+        assert_eq!(
+            record["event"]["actor"],
+            json!({"kind": "agent", "id": PROD_AGENT})
+        );
+        assert_eq!(record["event"]["task_id"], "task-7");
+
+        // Not beyond its scope, not for another agent, not in another task.
+        srv.post(&token, "/v1/authorize", call(PROD_AGENT, "write_invoice"))
+            .await
+            .problem(403, "forbidden");
+        srv.post(&token, "/v1/authorize", call(DEV_AGENT, "read_invoices"))
+            .await
+            .problem(403, "forbidden");
+        let mut other_task = call(PROD_AGENT, "read_invoices");
+        other_task["context"]["task_id"] = json!("task-8");
+        srv.post(&token, "/v1/authorize", other_task)
+            .await
+            .problem(403, "forbidden");
+        // Not for another system: the token's audience is billing-db.
+        let mut elsewhere = call(PROD_AGENT, "read_invoices");
+        elsewhere["system"] = json!("billing-db-dev");
+        srv.post(&token, "/v1/authorize", elsewhere)
+            .await
+            .problem(401, "unauthenticated");
+        // Never the management API.
+        srv.get(&token, "/v1/grants")
+            .await
+            .problem(401, "unauthenticated");
+
+        // Introspection (RFC 7662) for resource servers.
+        let active = introspect(srv, &w.alice, &token).await;
+        assert_eq!(active["active"], true, "{active}");
+        assert_eq!(active["sub"], PROD_AGENT);
+        assert_eq!(active["grant_ids"], json!([grant]));
+        let mut tampered = token.clone();
+        tampered.insert(tampered.len() - 2, 'A');
+        assert_eq!(
+            introspect(srv, &w.alice, &tampered).await,
+            json!({"active": false})
+        );
+        srv.call_raw(
+            Method::POST,
+            "/oauth2/introspect",
+            "not-a-token",
+            Some("application/x-www-form-urlencoded"),
+            "token=x",
+        )
+        .await
+        .problem(401, "unauthenticated");
+
+        // Revoking the grant kills the token on the next check.
+        srv.post(
+            &w.frank,
+            &format!("/v1/grants/{grant}/revoke"),
+            json!({"reason": "rotation"}),
+        )
+        .await
+        .ok(200);
+        assert_eq!(
+            introspect(srv, &w.alice, &token).await,
+            json!({"active": false})
+        );
+        srv.post(&token, "/v1/authorize", call(PROD_AGENT, "read_invoices"))
+            .await
+            .problem(401, "unauthenticated");
+        w.srv.cleanup().await;
+    }
+}
