@@ -12,6 +12,7 @@ pub mod error;
 pub mod grant;
 pub mod id;
 pub mod key;
+pub mod revocation;
 pub mod schedule;
 pub mod system;
 pub mod team;

@@ -8,9 +8,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
 use rein_core::agent::Agent;
 use rein_core::grant::{Grant, GrantStatus};
-use rein_core::id::{AgentId, GrantId, SystemName};
+use rein_core::id::{AgentId, Environment, GrantId, SystemName, TeamName};
+use rein_core::revocation::{Revocation, RevocationTarget};
 use rein_core::system::System;
 use rein_registry::Observer;
 use rein_store::{DecisionFacts, Version};
@@ -42,6 +46,33 @@ struct Inner {
     grant_versions: HashMap<GrantId, Version>,
     /// Live (`active`) grants by agent, then system.
     grants: HashMap<AgentId, HashMap<SystemName, Arc<[Grant]>>>,
+    /// Every revocation seen, with its version.
+    revocations: HashMap<String, (Version, Arc<Revocation>)>,
+    /// The revocations not lifted, indexed for O(1) checks; rebuilt on every change.
+    revoked: Revoked,
+}
+
+/// Revocations in force, by what they cover.
+#[derive(Debug, Default)]
+struct Revoked {
+    tokens: HashSet<String>,
+    tasks: HashSet<(AgentId, String)>,
+    teams: HashMap<TeamName, String>,
+    environments: HashMap<Environment, String>,
+    issued_before: Option<DateTime<Utc>>,
+}
+
+/// What a revocation check needs of an access token.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenFacts<'a> {
+    /// The agent (`sub`).
+    pub agent: &'a AgentId,
+    /// The token's `jti`.
+    pub jti: &'a str,
+    /// The token's task.
+    pub task_id: &'a str,
+    /// When it was issued (`iat`).
+    pub issued_at: DateTime<Utc>,
 }
 
 /// The cache's lock was poisoned by a panic while it was being changed: its content can no
@@ -64,6 +95,47 @@ impl FactsCache {
         for g in facts.grants {
             inner.grant(g.value, g.version);
         }
+        for r in facts.revocations {
+            inner.revocation(r.value, r.version);
+        }
+        inner.reindex();
+    }
+
+    /// Why a call of `agent` in `task` is revoked (its team, its environment, or the task), if
+    /// it is: decision step 1's "nothing revoked covers it".
+    pub fn revoked_call(
+        &self,
+        agent: &AgentId,
+        task: Option<&str>,
+    ) -> Result<Option<String>, FactsUnavailable> {
+        let inner = self.inner.read().map_err(|_| FactsUnavailable)?;
+        let r = &inner.revoked;
+        if let Some(id) = r.teams.get(agent.team()) {
+            return Ok(Some(format!("team `{}` is revoked ({id})", agent.team())));
+        }
+        if let Some(id) = r.environments.get(agent.environment()) {
+            return Ok(Some(format!(
+                "environment `{}` is revoked ({id})",
+                agent.environment()
+            )));
+        }
+        if let Some(task) = task {
+            if r.tasks.contains(&(agent.clone(), task.to_owned())) {
+                return Ok(Some(format!("task `{task}` is revoked")));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether a revocation covers an access token: its `jti`, its task, its agent's team or
+    /// environment, or a cut-off after it was issued.
+    pub fn token_revoked(&self, t: TokenFacts<'_>) -> Result<bool, FactsUnavailable> {
+        if self.revoked_call(t.agent, Some(t.task_id))?.is_some() {
+            return Ok(true);
+        }
+        let inner = self.inner.read().map_err(|_| FactsUnavailable)?;
+        let r = &inner.revoked;
+        Ok(r.tokens.contains(t.jti) || r.issued_before.is_some_and(|cut| t.issued_at < cut))
     }
 
     /// The agent, the system, and the agent's live grants on it.
@@ -94,6 +166,45 @@ impl FactsCache {
 }
 
 impl Inner {
+    fn revocation(&mut self, revocation: Revocation, version: Version) {
+        match self.revocations.get(&revocation.id) {
+            Some((held, _)) if *held >= version => {}
+            _ => {
+                self.revocations
+                    .insert(revocation.id.clone(), (version, Arc::new(revocation)));
+            }
+        }
+    }
+
+    /// Rebuilds the index of revocations not lifted (one that became moot covers only
+    /// expired tokens, so keeping it until the next rebuild changes nothing).
+    fn reindex(&mut self) {
+        let mut r = Revoked::default();
+        for (_, rev) in self.revocations.values() {
+            if rev.lifted.is_some() {
+                continue;
+            }
+            match &rev.target {
+                RevocationTarget::Token { jti, .. } => {
+                    r.tokens.insert(jti.clone());
+                }
+                RevocationTarget::Task { agent, task_id } => {
+                    r.tasks.insert((agent.clone(), task_id.clone()));
+                }
+                RevocationTarget::Team { team } => {
+                    r.teams.insert(team.clone(), rev.id.clone());
+                }
+                RevocationTarget::Environment { environment } => {
+                    r.environments.insert(environment.clone(), rev.id.clone());
+                }
+                RevocationTarget::IssuedBefore { before } => {
+                    r.issued_before = Some(r.issued_before.map_or(*before, |b| b.max(*before)));
+                }
+            }
+        }
+        self.revoked = r;
+    }
+
     fn agent(&mut self, agent: Agent, version: Version) {
         match self.agents.get(&agent.id) {
             Some((held, _)) if *held >= version => {}
@@ -155,6 +266,12 @@ impl Observer for FactsCache {
     fn grant_written(&self, grant: &Grant, version: Version) {
         let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
         inner.grant(grant.clone(), version);
+    }
+
+    fn revocation_written(&self, revocation: &Revocation, version: Version) {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        inner.revocation(revocation.clone(), version);
+        inner.reindex();
     }
 }
 

@@ -34,7 +34,7 @@ use rein_registry::Registry;
 use serde::{Deserialize, Serialize};
 
 pub use error::Error;
-pub use facts::{FactsCache, FactsUnavailable, Lookup};
+pub use facts::{FactsCache, FactsUnavailable, Lookup, TokenFacts};
 pub use policies::{load_dir, LoadError, Loaded, PolicySource};
 pub use tokens::Issuer;
 pub use watch::Watch;
@@ -437,6 +437,10 @@ impl Pdp {
             .and_then(|s| s.class_of(&request.action).ok())
             .is_none_or(|c| c.is_mutating());
         let task = request.context.task_id.as_deref();
+        let revoked = match self.facts.revoked_call(&request.agent, task) {
+            Ok(revoked) => revoked,
+            Err(e) => return error_decision(e.to_string(), guardrails.version(), None),
+        };
         // Only known agents get counters, so unknown names cannot grow the table.
         let slot = lookup.agent.as_ref().map(|a| self.budgets.of(&a.id));
         let mut counters = slot.as_deref().map(budget::lock);
@@ -448,7 +452,7 @@ impl Pdp {
             agent: lookup.agent.as_deref(),
             system: lookup.system.as_deref(),
             grants: &lookup.grants,
-            revoked: None,
+            revoked: revoked.as_deref(),
             usage,
             approval: ApprovalEvidence::None,
         };

@@ -15,7 +15,7 @@ use rein_oauth::{
 use rein_policy::{check_access, ApprovalEvidence, Facts, Outcome, Request, RequestContext, Rule};
 use rein_registry::Registry;
 
-use crate::{budget, Error, Pdp};
+use crate::{budget, Error, Pdp, TokenFacts};
 
 /// Rein as an OAuth authorization server: its issuer URL, its current signing key, the keys it
 /// publishes, and the assertions it has seen.
@@ -99,7 +99,19 @@ impl Pdp {
                     })
                 })
         };
-        let revoked = |c: &AccessTokenClaims| !still_valid(c);
+        let revoked = |c: &AccessTokenClaims| {
+            let issued_at = chrono::DateTime::from_timestamp(c.iat, 0).unwrap_or_default();
+            !still_valid(c)
+                || self
+                    .facts
+                    .token_revoked(TokenFacts {
+                        agent: &c.sub,
+                        jti: &c.jti,
+                        task_id: c.task_id.as_str(),
+                        issued_at,
+                    })
+                    .unwrap_or(true)
+        };
         verify_access_token(
             token,
             audience,
@@ -141,6 +153,10 @@ impl Pdp {
             e
         };
 
+        let revoked = self
+            .facts
+            .revoked_call(&agent_id, Some(request.task_id.as_str()))
+            .map_err(|e| OAuthError::Unavailable(e.to_string()))?;
         // Steps 1 to 3 for each action, with the agent's counters read (not counted: the calls
         // the token is used for are).
         let slot = self.budgets.of(&agent.id);
@@ -166,7 +182,7 @@ impl Pdp {
                         agent: Some(&agent),
                         system: lookup.system.as_deref(),
                         grants: &lookup.grants,
-                        revoked: None,
+                        revoked: revoked.as_deref(),
                         usage,
                         approval: ApprovalEvidence::None,
                     };

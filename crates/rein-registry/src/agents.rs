@@ -98,7 +98,7 @@ impl Registry {
         }
     }
 
-    async fn load_agent(&self, id: &AgentId) -> Result<Agent, Error> {
+    pub(crate) async fn load_agent(&self, id: &AgentId) -> Result<Agent, Error> {
         Ok(self
             .store
             .agent(id)

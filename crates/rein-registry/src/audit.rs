@@ -264,6 +264,17 @@ impl Registry {
         }
     }
 
+    /// Tells the observers that `revocation` is now at `version`.
+    pub(crate) fn revocation_written(
+        &self,
+        revocation: &rein_core::revocation::Revocation,
+        version: Version,
+    ) {
+        for o in self.observers.iter() {
+            o.revocation_written(revocation, version);
+        }
+    }
+
     /// Tells the observers that `grant` is now at `version`.
     pub(crate) fn grant_written(&self, grant: &Grant, version: Version) {
         for o in self.observers.iter() {

@@ -14,6 +14,7 @@ mod error;
 mod grants;
 pub mod keys;
 mod observe;
+mod revocations;
 mod systems;
 mod teams;
 mod tokens;
@@ -34,6 +35,7 @@ pub use audit_read::{
 pub use auth_cache::AUTH_CACHE_TTL;
 pub use error::Error;
 pub use observe::Observer;
+pub use revocations::NewRevocation;
 pub use systems::{NewSystem, SystemPatch};
 pub use teams::{NewTeam, TeamPatch};
 pub use tokens::{IssuedToken, NewToken};

@@ -1,4 +1,4 @@
-//! Observers of the records decisions depend on: agents, systems and grants.
+//! Observers of the records decisions depend on: agents, systems, grants and revocations.
 //!
 //! The decision path never reads the store (a read costs 0.1–0.3 ms, the decision budget is
 //! 50 µs); it reads an in-memory copy of these records. The registry tells that copy about every
@@ -10,6 +10,7 @@
 
 use rein_core::agent::Agent;
 use rein_core::grant::Grant;
+use rein_core::revocation::Revocation;
 use rein_core::system::System;
 use rein_store::Version;
 
@@ -22,4 +23,6 @@ pub trait Observer: Send + Sync + 'static {
     fn system_written(&self, system: &System, version: Version);
     /// `grant` was created or changed and is now at `version`.
     fn grant_written(&self, grant: &Grant, version: Version);
+    /// `revocation` was recorded or lifted and is now at `version`.
+    fn revocation_written(&self, revocation: &Revocation, version: Version);
 }

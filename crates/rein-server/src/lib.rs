@@ -45,7 +45,7 @@ pub use error::Problem;
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::routes::{agents, audit, decisions, grants, oauth, systems, teams, users};
+use crate::routes::{agents, audit, decisions, grants, oauth, revocations, systems, teams, users};
 
 /// The largest request body accepted, in bytes (1 MiB); larger bodies get 413.
 const BODY_LIMIT: usize = 1024 * 1024;
@@ -123,6 +123,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/grants/{id}/approve", post(grants::approve))
         .route("/v1/grants/{id}/deny", post(grants::deny))
         .route("/v1/grants/{id}/revoke", post(grants::revoke))
+        .route(
+            "/v1/revocations",
+            post(revocations::create).get(revocations::list),
+        )
+        .route("/v1/revocations/{id}/lift", post(revocations::lift))
         .route("/v1/authorize", post(decisions::authorize))
         .route("/v1/authorize/batch", post(decisions::authorize_batch))
         .route("/v1/policies", get(decisions::policies))
@@ -156,6 +161,7 @@ pub fn router(state: AppState) -> Router {
 
     v1.route("/oauth2/token", post(oauth::token))
         .route("/oauth2/introspect", post(oauth::introspect))
+        .route("/oauth2/revoke", post(oauth::revoke))
         .route("/.well-known/jwks.json", get(oauth::jwks))
         .route(
             "/.well-known/oauth-authorization-server",

@@ -6,7 +6,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 use utoipa::Modify;
 
 use crate::error::{Problem, PROBLEM_JSON};
-use crate::routes::{agents, audit, decisions, grants, systems, teams, users};
+use crate::routes::{agents, audit, decisions, grants, revocations, systems, teams, users};
 
 /// The name of the bearer-token security scheme (also spelled out in `security(...)` below).
 const BEARER: &str = "bearer";
@@ -33,6 +33,7 @@ const PROBLEM_RESPONSE: &str = "Problem";
         grants::request, grants::list, grants::get,
         grants::approve, grants::deny, grants::revoke,
         decisions::authorize, decisions::authorize_batch, decisions::policies, decisions::reload,
+        revocations::create, revocations::list, revocations::lift,
         audit::list, audit::get, audit::why, audit::checkpoints, audit::keys,
         audit::export, audit::verify,
     ),
@@ -47,6 +48,7 @@ const PROBLEM_RESPONSE: &str = "Problem";
         (name = "agents", description = "Agent identities, lifecycle and public keys"),
         (name = "grants", description = "Grants and their approval path"),
         (name = "decisions", description = "Policy decisions (allow, deny, step-up) and the guardrail set in force"),
+        (name = "revocations", description = "Revoking tokens, tasks, teams, environments, or every token issued before a time"),
         (name = "audit", description = "The tamper-evident audit log: records, why, checkpoints, export and verification (admins and auditors only)"),
         (name = "meta", description = "About the API itself"),
     ),

@@ -11,6 +11,8 @@ mod common;
 mod decisions;
 #[path = "api/oauth.rs"]
 mod oauth;
+#[path = "api/revocations.rs"]
+mod revocations;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -849,7 +851,7 @@ async fn every_v1_operation_requires_a_token() {
             }
         }
     }
-    assert_eq!(checked, 42);
+    assert_eq!(checked, 45);
     assert_eq!(doc["security"], json!([{"bearer": []}]));
 }
 

@@ -29,6 +29,7 @@ use rein_audit::{AuditSink, Checkpoint, EventType, Record};
 use rein_core::agent::{Agent, AgentStatus};
 use rein_core::grant::{Grant, GrantStatus};
 use rein_core::id::{AgentId, Environment, GrantId, SystemName, TeamName, UserName};
+use rein_core::revocation::Revocation;
 use rein_core::system::System;
 use rein_core::team::Team;
 use rein_core::user::{ApiToken, User};
@@ -74,6 +75,8 @@ pub struct DecisionFacts {
     pub systems: Vec<Versioned<System>>,
     /// Every grant whose stored status is `active`.
     pub grants: Vec<Versioned<Grant>>,
+    /// Every revocation (the caller ignores those lifted or moot).
+    pub revocations: Vec<Versioned<Revocation>>,
 }
 
 /// A record together with the version it was read at.
@@ -229,9 +232,22 @@ pub trait Store: AuditStore + Send + Sync + 'static {
     /// Checks the database answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// Every agent and system and every grant stored as `active` (some may be past
+    /// Every agent, system and revocation and every grant stored as `active` (some may be past
     /// `expires_at`), with their versions: what the decision path keeps in memory.
     async fn decision_facts(&self) -> Result<DecisionFacts, StoreError>;
+
+    /// Inserts a revocation.
+    async fn insert_revocation(&self, revocation: &Revocation) -> Result<(), StoreError>;
+    /// A revocation by ID.
+    async fn revocation(&self, id: &str) -> Result<Option<Versioned<Revocation>>, StoreError>;
+    /// Every revocation, by ID.
+    async fn revocations(&self) -> Result<Vec<Revocation>, StoreError>;
+    /// Compare-and-swap update of a revocation (lifting it).
+    async fn update_revocation(
+        &self,
+        revocation: &Revocation,
+        expected: Version,
+    ) -> Result<Version, StoreError>;
 
     /// Inserts a user.
     async fn insert_user(&self, user: &User) -> Result<(), StoreError>;

@@ -6,6 +6,7 @@
 
 use rein_core::agent::Agent;
 use rein_core::grant::Grant;
+use rein_core::revocation::{Revocation, RevocationTarget};
 use rein_core::system::System;
 use rein_core::team::Team;
 use rein_core::user::{ApiToken, User};
@@ -120,6 +121,28 @@ impl Record for ApiToken {
             nullable_millis(self.expires_at),
             nullable_millis(self.revoked_at),
         ]
+    }
+}
+
+impl Record for Revocation {
+    const TABLE: Table = Table {
+        kind: "revocation",
+        name: "revocations",
+        key: "id",
+        columns: &["kind", "at_ms"],
+    };
+    fn key(&self) -> &str {
+        &self.id
+    }
+    fn columns(&self) -> Vec<Value> {
+        let kind = match self.target {
+            RevocationTarget::Token { .. } => "token",
+            RevocationTarget::Task { .. } => "task",
+            RevocationTarget::Team { .. } => "team",
+            RevocationTarget::Environment { .. } => "environment",
+            RevocationTarget::IssuedBefore { .. } => "issued_before",
+        };
+        vec![text(kind), millis(self.at)]
     }
 }
 

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use rein_core::agent::Agent;
 use rein_core::grant::{Grant, GrantStatus};
 use rein_core::id::{AgentId, GrantId, SystemName, TeamName, UserName};
+use rein_core::revocation::Revocation;
 use rein_core::system::System;
 use rein_core::team::Team;
 use rein_core::user::{ApiToken, User};
@@ -317,7 +318,31 @@ where
                     Value::Text(GrantStatus::Active.as_str().to_owned()),
                 )])
                 .await?,
+            revocations: self.list_versioned(Vec::new()).await?,
         })
+    }
+
+    pub(crate) async fn insert_revocation(&self, r: &Revocation) -> Result<(), StoreError> {
+        self.insert(r).await
+    }
+
+    pub(crate) async fn revocation(
+        &self,
+        id: &str,
+    ) -> Result<Option<Versioned<Revocation>>, StoreError> {
+        self.get(id).await
+    }
+
+    pub(crate) async fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
+        self.list(Vec::new()).await
+    }
+
+    pub(crate) async fn update_revocation(
+        &self,
+        r: &Revocation,
+        expected: Version,
+    ) -> Result<Version, StoreError> {
+        self.update(r, expected).await
     }
 
     /// Rewrites a team's rows in the membership index, inside the caller's transaction.
@@ -667,6 +692,33 @@ macro_rules! delegate_store {
             }
             async fn decision_facts(&self) -> Result<$crate::DecisionFacts, $crate::StoreError> {
                 self.sql.decision_facts().await
+            }
+            async fn insert_revocation(
+                &self,
+                r: &rein_core::revocation::Revocation,
+            ) -> Result<(), $crate::StoreError> {
+                self.sql.insert_revocation(r).await
+            }
+            async fn revocation(
+                &self,
+                id: &str,
+            ) -> Result<
+                Option<$crate::Versioned<rein_core::revocation::Revocation>>,
+                $crate::StoreError,
+            > {
+                self.sql.revocation(id).await
+            }
+            async fn revocations(
+                &self,
+            ) -> Result<Vec<rein_core::revocation::Revocation>, $crate::StoreError> {
+                self.sql.revocations().await
+            }
+            async fn update_revocation(
+                &self,
+                r: &rein_core::revocation::Revocation,
+                expected: $crate::Version,
+            ) -> Result<$crate::Version, $crate::StoreError> {
+                self.sql.update_revocation(r, expected).await
             }
             async fn update_system(
                 &self,

@@ -209,6 +209,7 @@ conformance!(
     records_survive_reopen,
     concurrent_compare_and_swap_loses_no_update,
     decision_facts_hold_every_agent_and_system_and_the_active_grants,
+    revocations_insert_list_lift,
 );
 
 /// The audit log's storage and the signing keys.
@@ -793,6 +794,58 @@ async fn decision_facts_hold_every_agent_and_system_and_the_active_grants(h: &mu
         grants,
         vec![grant_id(1).to_string(), grant_id(4).to_string()]
     );
+}
+
+async fn revocations_insert_list_lift(h: &mut Harness) {
+    use rein_core::revocation::{Revocation, RevocationTarget};
+    let s = &h.store;
+    let admin = rein_core::authz::Actor {
+        user: name("admin"),
+        role: Role::Admin,
+        teams: BTreeSet::new(),
+    };
+    let team = Revocation::new(
+        [2; 16],
+        RevocationTarget::Team {
+            team: name("payments"),
+        },
+        "incident",
+        name("admin"),
+        at(0),
+    )
+    .unwrap();
+    let task = Revocation::new(
+        [1; 16],
+        RevocationTarget::Task {
+            agent: agent_id("payments", "bot", "prod"),
+            task_id: "t-1".into(),
+        },
+        "runaway",
+        name("frank"),
+        at(1),
+    )
+    .unwrap();
+    s.insert_revocation(&team).await.unwrap();
+    s.insert_revocation(&task).await.unwrap();
+    assert!(matches!(
+        s.insert_revocation(&task).await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    assert_eq!(
+        s.revocations().await.unwrap(),
+        vec![task.clone(), team.clone()]
+    );
+    let mut lifted = team.clone();
+    lifted.lift(&admin, "contained", at(5)).unwrap();
+    assert_eq!(s.update_revocation(&lifted, 1).await.unwrap(), 2);
+    assert!(matches!(
+        s.update_revocation(&lifted, 1).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let read = s.revocation(&team.id).await.unwrap().unwrap();
+    assert_eq!((read.value, read.version), (lifted, 2));
+    let facts = s.decision_facts().await.unwrap();
+    assert_eq!(facts.revocations.len(), 2);
 }
 
 async fn grants_filter_by_agent_system_and_status(h: &mut Harness) {

@@ -14,6 +14,7 @@ pub(crate) mod audit;
 pub(crate) mod decisions;
 pub(crate) mod grants;
 pub(crate) mod oauth;
+pub(crate) mod revocations;
 pub(crate) mod systems;
 pub(crate) mod teams;
 pub(crate) mod users;
@@ -23,7 +24,7 @@ pub(crate) mod users;
 #[serde(deny_unknown_fields)]
 pub(crate) struct Reason {
     /// Required; at most 4096 bytes.
-    reason: String,
+    pub(crate) reason: String,
 }
 
 /// `GET /healthz`: the process is up (liveness).

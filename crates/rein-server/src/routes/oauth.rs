@@ -88,15 +88,74 @@ pub(crate) async fn introspect(
     }
 }
 
-/// The `aud` claim of a compact JWT, read without verifying anything.
-fn unverified_audience(token: &str) -> Option<String> {
+/// `POST /oauth2/revoke` (RFC 7009), authenticated with a Rein API token of one of the
+/// agent's revokers (or an admin): revokes one access token by its `jti` until it expires.
+/// As the RFC asks, a token that is not one of Rein's (or not a token at all) is answered 200
+/// with nothing to do.
+pub(crate) async fn revoke(
+    Authenticated(actor): Authenticated,
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Response {
+    let mut token = None;
+    for (k, v) in form_urlencoded::parse(&body) {
+        if k == "token" {
+            if token.is_some() {
+                return oauth_error(&OAuthError::InvalidRequest("`token` appears twice".into()));
+            }
+            token = Some(v.into_owned());
+        }
+    }
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
+        return oauth_error(&OAuthError::InvalidRequest("`token` is required".into()));
+    };
+    let Some(claims) = unverified_claims(&token) else {
+        return StatusCode::OK.into_response();
+    };
+    let (Some(sub), Some(jti)) = (
+        claims.get("sub").and_then(|v| v.as_str()),
+        claims.get("jti").and_then(|v| v.as_str()),
+    ) else {
+        return StatusCode::OK.into_response();
+    };
+    let Ok(agent) = sub.parse() else {
+        return StatusCode::OK.into_response();
+    };
+    let expires_at = claims
+        .get("exp")
+        .and_then(serde_json::Value::as_i64)
+        .and_then(|e| chrono::DateTime::from_timestamp(e, 0));
+    let new = rein_registry::NewRevocation {
+        target: rein_core::revocation::RevocationTarget::Token {
+            agent,
+            jti: jti.to_owned(),
+            expires_at,
+        },
+        reason: "revoked through the OAuth revocation endpoint (RFC 7009)".into(),
+    };
+    match state.registry.revoke(&actor, new).await {
+        Ok(_) => StatusCode::OK.into_response(),
+        Err(rein_registry::Error::NotFound { .. }) => StatusCode::OK.into_response(),
+        Err(e) => crate::error::ApiError::from(e).into_response(),
+    }
+}
+
+/// The claims of a compact JWT, read without verifying anything.
+fn unverified_claims(token: &str) -> Option<serde_json::Value> {
     use base64::Engine as _;
     let payload = token.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload)
         .ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    claims.get("aud")?.as_str().map(str::to_owned)
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The `aud` claim of a compact JWT, read without verifying anything.
+fn unverified_audience(token: &str) -> Option<String> {
+    unverified_claims(token)?
+        .get("aud")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 /// `GET /.well-known/jwks.json`: the public keys access tokens are signed with.

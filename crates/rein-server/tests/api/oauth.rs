@@ -16,7 +16,7 @@ fn b64(bytes: &[u8]) -> String {
 }
 
 /// A key the agent holds; its public half is registered with Rein.
-struct AgentKey {
+pub(super) struct AgentKey {
     key: ed25519_dalek::SigningKey,
     kid: String,
 }
@@ -36,7 +36,7 @@ impl AgentKey {
     }
 
     /// A client assertion with `claims` (EdDSA, this key's `kid`).
-    fn sign(&self, claims: &Value) -> String {
+    pub(super) fn sign(&self, claims: &Value) -> String {
         let header = json!({"alg": "EdDSA", "typ": "JWT", "kid": self.kid});
         let input = format!(
             "{}.{}",
@@ -48,7 +48,7 @@ impl AgentKey {
     }
 }
 
-fn claims(srv: &Server, agent: &str) -> Value {
+pub(super) fn claims(srv: &Server, agent: &str) -> Value {
     let now = Utc::now().timestamp();
     json!({
         "iss": agent, "sub": agent, "aud": format!("{}/oauth2/token", srv.base),
@@ -56,14 +56,18 @@ fn claims(srv: &Server, agent: &str) -> Value {
     })
 }
 
-fn form(assertion: &str, system: &str, scope: &str) -> Vec<(String, String)> {
+pub(super) fn form(assertion: &str, system: &str, scope: &str) -> Vec<(String, String)> {
+    form_for_task(assertion, system, scope, "task-7")
+}
+
+fn form_for_task(assertion: &str, system: &str, scope: &str, task: &str) -> Vec<(String, String)> {
     [
         ("grant_type", "client_credentials"),
         ("client_assertion_type", ASSERTION_TYPE),
         ("client_assertion", assertion),
         ("resource", &format!("rein:system:{system}")),
         ("scope", scope),
-        ("task_id", "task-7"),
+        ("task_id", task),
         ("intent", "reconcile march invoices"),
     ]
     .into_iter()
@@ -71,7 +75,7 @@ fn form(assertion: &str, system: &str, scope: &str) -> Vec<(String, String)> {
     .collect()
 }
 
-async fn token_request(srv: &Server, form: &[(String, String)]) -> common::Reply {
+pub(super) async fn token_request(srv: &Server, form: &[(String, String)]) -> common::Reply {
     let req = srv
         .client
         .post(format!("{}/oauth2/token", srv.base))
@@ -92,6 +96,27 @@ fn part(jwt: &str, i: usize) -> Value {
         .decode(jwt.split('.').nth(i).unwrap())
         .unwrap();
     serde_json::from_slice(&text).unwrap()
+}
+
+/// A new key for the prod agent and an access token for `read_invoices` on billing-db in
+/// `task` (the read grant must be active).
+pub(super) async fn agent_token(w: &World, task: &str) -> (AgentKey, String) {
+    let key = AgentKey::register(&w.srv, &w.alice, PROD_AGENT_PATH).await;
+    let assertion = key.sign(&claims(&w.srv, PROD_AGENT));
+    let r = token_request(
+        &w.srv,
+        &form_for_task(&assertion, "billing-db", "read_invoices", task),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    (key, r.body["access_token"].as_str().unwrap().to_owned())
+}
+
+/// The status of the agent's own `read_invoices` decision with `token` (200: the token works).
+pub(super) async fn call_as_agent(srv: &Server, token: &str) -> u16 {
+    let body = json!({"agent": PROD_AGENT, "system": "billing-db", "action": "read_invoices",
+                      "context": {"risk": 1, "confidence": 0.99}});
+    srv.post(token, "/v1/authorize", body).await.status
 }
 
 async fn granted_world(w: &World) -> String {

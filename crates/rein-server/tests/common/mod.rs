@@ -19,6 +19,7 @@ use rein_audit::{AuditSink, Checkpoint, Hash, LogConfig, Record, SinkError};
 use rein_core::agent::Agent;
 use rein_core::grant::Grant;
 use rein_core::id::{AgentId, GrantId, SystemName, TeamName, UserName};
+use rein_core::revocation::Revocation;
 use rein_core::system::System;
 use rein_core::team::Team;
 use rein_core::user::{ApiToken, User};
@@ -258,6 +259,10 @@ delegate! {
         fn system(&self, name: &SystemName) -> Option<Versioned<System>>;
         fn systems(&self) -> Vec<System>;
         fn decision_facts(&self) -> DecisionFacts;
+        fn insert_revocation(&self, r: &Revocation) -> ();
+        fn revocation(&self, id: &str) -> Option<Versioned<Revocation>>;
+        fn revocations(&self) -> Vec<Revocation>;
+        fn update_revocation(&self, r: &Revocation, expected: Version) -> Version;
         fn update_system(&self, system: &System, expected: Version) -> Version;
         fn insert_agent(&self, agent: &Agent) -> ();
         fn agent(&self, id: &AgentId) -> Option<Versioned<Agent>>;
