@@ -337,6 +337,68 @@ impl Client {
         Err(problem(status, &body).into())
     }
 
+    /// `GET path` without credentials, for public endpoints (the OAuth authorization-server
+    /// metadata); a problem response becomes an [`ApiError`].
+    pub async fn get_public(&self, path: &str) -> anyhow::Result<Response> {
+        let request = self.http.get(format!("{}{path}", self.base));
+        self.oauth_reply(request).await
+    }
+
+    /// `POST path` with an `application/x-www-form-urlencoded` body to an OAuth endpoint. With
+    /// `authenticated`, the API token goes as the bearer (introspection); without, no
+    /// credentials at all (the token endpoint refuses any `Authorization` header: the agent
+    /// authenticates with its signed assertion in the form). An OAuth error response (RFC 6749
+    /// §5.2, `{"error", "error_description"}`) becomes an [`ApiError`] whose code is the OAuth
+    /// `error`; a problem document as usual.
+    pub async fn post_oauth_form(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+        authenticated: bool,
+    ) -> anyhow::Result<Response> {
+        let mut request = self.http.post(format!("{}{path}", self.base)).form(form);
+        if authenticated {
+            let token = self.token.as_deref().ok_or_else(|| {
+                Local::new(
+                    "unauthenticated",
+                    "no API token: set REIN_TOKEN (printed by `rein init` and `rein server --dev`)",
+                )
+            })?;
+            request = request.bearer_auth(token);
+        }
+        self.oauth_reply(request).await
+    }
+
+    /// Sends `request` (no JSON body) and reads the reply: the body on success, otherwise an
+    /// OAuth error or a problem document as an [`ApiError`].
+    async fn oauth_reply(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Response> {
+        let response = request
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| {
+                Local::new(
+                    "unreachable",
+                    format!("cannot reach Rein at {}: {}", self.base, root_cause(&e)),
+                )
+            })?;
+        let status = response.status();
+        let body = response.text().await.map_err(|e| {
+            Local::new(
+                "unreachable",
+                format!(
+                    "reading the response from {}: {}",
+                    self.base,
+                    root_cause(&e)
+                ),
+            )
+        })?;
+        if status.is_success() {
+            return Ok(Response { body });
+        }
+        Err(oauth_problem(status, &body).into())
+    }
+
     /// The output format chosen with `--output`.
     pub fn output(&self) -> Output {
         self.output
@@ -385,6 +447,24 @@ fn problem(status: StatusCode, body: &str) -> ApiError {
     ApiError { code, detail }
 }
 
+/// Reads an OAuth error response (`{"error", "error_description"}`, RFC 6749 §5.2): the code
+/// is the OAuth `error`, the detail its description. Anything else is read as a problem
+/// document.
+fn oauth_problem(status: StatusCode, body: &str) -> ApiError {
+    let doc: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    match doc.get("error").and_then(Value::as_str) {
+        Some(code) => ApiError {
+            code: code.to_owned(),
+            detail: doc
+                .get("error_description")
+                .and_then(Value::as_str)
+                .unwrap_or(code)
+                .to_owned(),
+        },
+        None => problem(status, body),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,6 +498,29 @@ mod tests {
         );
         let e = anyhow::Error::new(Local::new("invalid-input", "bad")).context("reading y");
         assert_eq!(describe(&e).1, "invalid-input");
+    }
+
+    #[test]
+    fn oauth_errors_give_description_and_code() {
+        let e = oauth_problem(
+            StatusCode::BAD_REQUEST,
+            r#"{"error":"invalid_scope","error_description":"no active grant"}"#,
+        );
+        assert_eq!(
+            (e.code.as_str(), e.detail.as_str()),
+            ("invalid_scope", "no active grant")
+        );
+        let e = oauth_problem(StatusCode::UNAUTHORIZED, r#"{"error":"invalid_client"}"#);
+        assert_eq!(
+            (e.code.as_str(), e.detail.as_str()),
+            ("invalid_client", "invalid_client")
+        );
+        let e = oauth_problem(
+            StatusCode::FORBIDDEN,
+            r#"{"title":"Forbidden","status":403,"detail":"no","code":"forbidden"}"#,
+        );
+        assert_eq!(e.code, "forbidden");
+        assert_eq!(oauth_problem(StatusCode::BAD_GATEWAY, "").code, "http-502");
     }
 
     #[test]

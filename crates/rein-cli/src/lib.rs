@@ -60,7 +60,7 @@ enum Command {
     /// Manage users (admins).
     #[command(subcommand)]
     User(command::user::Command),
-    /// Manage personal API tokens.
+    /// Personal API tokens, and agents' access tokens (request, inspect).
     #[command(subcommand)]
     Token(command::token::Command),
     /// Manage teams and their members (admins).
@@ -111,11 +111,11 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
     let client = || cli.client.connect();
     let done = match cli.command {
         Command::Authorize(args) => return command::authorize::run(&client()?, args).await,
+        Command::Token(cmd) => return command::token::run(&client()?, cmd).await,
         Command::Init(args) => command::init::run(args).await,
         Command::Server(args) => command::server::run(args).await,
         Command::Whoami => command::whoami::run(&client()?).await,
         Command::User(cmd) => command::user::run(&client()?, cmd).await,
-        Command::Token(cmd) => command::token::run(&client()?, cmd).await,
         Command::Team(cmd) => command::team::run(&client()?, cmd).await,
         Command::System(cmd) => command::system::run(&client()?, cmd).await,
         Command::Agent(cmd) => command::agent::run(&client()?, cmd).await,

@@ -23,6 +23,8 @@ mod audit;
 mod decisions;
 #[path = "cli/policy.rs"]
 mod policy;
+#[path = "cli/tokens.rs"]
+mod tokens;
 
 /// How long a server may take to print its address and become ready.
 const STARTUP: Duration = Duration::from_secs(60);

@@ -7,6 +7,8 @@
 //! - **Task-scoped tokens**: [`mint`] checks that the agent's active grants cover every requested
 //!   action now and issues an RFC 9068 JWT (`typ: at+jwt`, EdDSA) bound to one system, with a
 //!   lifetime of at most the request (default 300 s), each covering grant's limits and 3600 s.
+//! - **The agent's side**: [`ClientKey`] holds an agent's private JWK and signs the client
+//!   assertions [`ClientAssertion`] verifies (used by `rein token request`).
 //! - **Verification** shared by the gateway and `/v1/authorize`: [`verify_access_token`] /
 //!   [`TokenVerifier`], with a [`RevocationCheck`] hook for the in-memory revocation index.
 //! - **Publication**: [`jwks`], [`published_keys`] (rotation: retired keys stay until their
@@ -21,6 +23,7 @@
 //! Errors carry their OAuth code ([`OAuthError::code`]) and a description safe to return.
 
 pub mod assertion;
+pub mod client;
 pub mod error;
 mod jose;
 pub mod metadata;
@@ -28,6 +31,7 @@ pub mod request;
 pub mod token;
 
 pub use assertion::{AssertionClaims, AssertionPolicy, ClientAssertion, ReplayCache};
+pub use client::{ClientKey, ClientKeyError, DEFAULT_ASSERTION_LIFETIME_SECS};
 pub use error::{ErrorCode, OAuthError};
 pub use jose::MAX_JWT_LEN;
 pub use metadata::{authorization_server_metadata, jwks, published_keys, token_endpoint};

@@ -100,6 +100,9 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         jwk_file: PathBuf,
     },
+    /// Generate a key pair for an agent and register its public half.
+    #[command(subcommand)]
+    Key(super::agent_key::Command),
     /// Remove a public key by its `kid`.
     RemoveKey {
         /// SPIFFE ID or `team/name/environment`.
@@ -278,6 +281,7 @@ pub async fn run(client: &Client, command: Command) -> anyhow::Result<()> {
                 output::record(v, &["kid", "alg", "added_by", "added_at"])
             });
         }
+        Command::Key(command) => return super::agent_key::run(client, command).await,
         Command::RemoveKey { agent, kid } => {
             let response = client
                 .delete(&format!("{}/keys/{}", agent.path(), segment(&kid)))

@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use crate::client::{segment, Local};
 
 pub mod agent;
+pub mod agent_key;
 pub mod audit;
 pub mod authorize;
 pub mod grant;
