@@ -75,6 +75,10 @@ enum Command {
     /// Request, approve, deny, list and revoke grants.
     #[command(subcommand)]
     Grant(command::grant::Command),
+    /// Revoke a token, a task, a grant, an agent, a team, an environment (kill switch), or
+    /// every token issued before a time; list and lift revocations.
+    #[command(subcommand)]
+    Revoke(command::revoke::Command),
     /// Read, explain, export and verify the audit log (admins and auditors).
     #[command(subcommand)]
     Audit(command::audit::Command),
@@ -121,6 +125,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Agent(cmd) => command::agent::run(&client()?, cmd).await,
         Command::Grant(cmd) => command::grant::run(&client()?, cmd).await,
         Command::Audit(cmd) => command::audit::run(&client()?, cmd).await,
+        Command::Revoke(cmd) => command::revoke::run(&client()?, cmd).await,
         Command::Policy(args) => command::policy::run(args, cli.client.output(), client).await,
     };
     done.map(|()| Exit::Success)

@@ -19,6 +19,7 @@ pub mod authorize;
 pub mod grant;
 pub mod init;
 pub mod policy;
+pub mod revoke;
 pub mod server;
 pub mod system;
 pub mod team;

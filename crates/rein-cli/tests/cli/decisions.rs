@@ -266,3 +266,59 @@ fn policy_reload_keeps_the_set_in_force_when_the_new_one_is_invalid() {
     let checked: Value = serde_json::from_str(&assert_exit(&out, 0)).unwrap();
     assert_eq!(checked["version"], version.as_str());
 }
+
+#[test]
+fn the_kill_switch_denies_until_it_is_lifted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut server, admin) = dev_server(tmp.path(), None);
+    let users =
+        std::fs::read_to_string(server.line("Example users' tokens (valid 1 day): ")).unwrap();
+    let alice = users
+        .lines()
+        .find_map(|l| l.strip_prefix("REIN_TOKEN_ALICE="))
+        .unwrap()
+        .to_owned();
+    let read = [
+        &["--system", "payments-db", "--action", "select_invoices"][..],
+        &CALM,
+    ]
+    .concat();
+    assert_exit(&authorize(&server, &admin, &read), 0);
+
+    // Only an admin pulls the kill switch; alice is refused with one line.
+    let out = server.client(
+        &alice,
+        &["revoke", "environment", "prod", "--reason", "drill"],
+    );
+    assert_error(&out, "forbidden");
+    let out = server.client(
+        &admin,
+        &[
+            "--output",
+            "json",
+            "revoke",
+            "environment",
+            "prod",
+            "--reason",
+            "drill",
+        ],
+    );
+    let revocation: Value = serde_json::from_str(&assert_exit(&out, 0)).unwrap();
+    let id = revocation["id"].as_str().unwrap().to_owned();
+    let text = assert_exit(&authorize(&server, &admin, &read), 3);
+    assert!(text.contains("environment `prod` is revoked"), "{text}");
+    let listed = assert_exit(&server.client(&alice, &["revoke", "list"]), 0);
+    assert!(
+        listed.contains(&id) && listed.contains("environment"),
+        "{listed}"
+    );
+
+    // Lifted: decisions resume.
+    assert_exit(
+        &server.client(&admin, &["revoke", "lift", &id, "--reason", "drill over"]),
+        0,
+    );
+    assert_exit(&authorize(&server, &admin, &read), 0);
+    let out = server.client(&admin, &["revoke", "before", "yesterday", "--reason", "x"]);
+    assert_error(&out, "invalid-input");
+}
