@@ -164,6 +164,8 @@ event_types! {
     Revocation = "revocation",
     /// A policy set was loaded.
     PolicySetLoaded = "policy_set.loaded",
+    /// One of Rein's signing keys was replaced by a new one.
+    KeyRotated = "key.rotated",
     /// A call proxied by the gateway.
     GatewayCall = "gateway.call",
 }

@@ -75,6 +75,9 @@ enum Command {
     /// Request, approve, deny, list and revoke grants.
     #[command(subcommand)]
     Grant(command::grant::Command),
+    /// Rein's own signing keys: rotate the access-token key (admins).
+    #[command(subcommand)]
+    Keys(command::keys::Command),
     /// Revoke a token, a task, a grant, an agent, a team, an environment (kill switch), or
     /// every token issued before a time; list and lift revocations.
     #[command(subcommand)]
@@ -126,6 +129,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Grant(cmd) => command::grant::run(&client()?, cmd).await,
         Command::Audit(cmd) => command::audit::run(&client()?, cmd).await,
         Command::Revoke(cmd) => command::revoke::run(&client()?, cmd).await,
+        Command::Keys(cmd) => command::keys::run(&client()?, cmd).await,
         Command::Policy(args) => command::policy::run(args, cli.client.output(), client).await,
     };
     done.map(|()| Exit::Success)

@@ -3,6 +3,9 @@
 //! and record it in the audit log before it is handed out.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use ed25519_dalek::VerifyingKey;
 use rein_audit::{ActorKind, Event, EventType};
@@ -18,38 +21,54 @@ use rein_registry::Registry;
 use crate::{budget, Error, Pdp, TokenFacts};
 
 /// Rein as an OAuth authorization server: its issuer URL, its current signing key, the keys it
-/// publishes, and the assertions it has seen.
+/// publishes, and the assertions it has seen. Keys are swapped atomically on rotation.
 pub struct Issuer {
     issuer: String,
-    signer: TokenSigner,
-    published: HashMap<String, VerifyingKey>,
+    master: MasterKey,
+    keys: ArcSwap<Keys>,
     assertions: AssertionPolicy,
     replay: ReplayCache,
+}
+
+/// The signing key and the published verification keys, swapped together.
+struct Keys {
+    signer: TokenSigner,
+    published: HashMap<String, VerifyingKey>,
 }
 
 impl Issuer {
     /// The issuer `issuer` (Rein's public base URL, e.g. `https://rein.example.com`), signing
     /// with the newest token key sealed under `master` (created on first use).
-    pub async fn open(
-        registry: &Registry,
-        master: &MasterKey,
-        issuer: &str,
-    ) -> Result<Self, Error> {
+    pub async fn open(registry: &Registry, master: MasterKey, issuer: &str) -> Result<Self, Error> {
         let issuer = issuer.trim_end_matches('/').to_owned();
-        let store = registry.store();
-        let (kid, key) =
-            rein_registry::keys::signing_key(store.as_ref(), master, KeyPurpose::Token).await?;
-        let sealed = store
-            .signing_keys(KeyPurpose::Token)
-            .await
-            .map_err(|e| Error::Registry(e.into()))?;
+        let keys = load_keys(registry, &master).await?;
         Ok(Self {
             assertions: AssertionPolicy::new(rein_oauth::token_endpoint(&issuer)),
-            signer: TokenSigner::new(kid, key),
-            published: published_keys(&sealed, registry.now()),
+            keys: ArcSwap::from_pointee(keys),
             replay: ReplayCache::default(),
+            master,
             issuer,
         })
+    }
+
+    /// Re-reads the token keys from the store: after a rotation here or on another replica,
+    /// the newest key signs and every key whose tokens may still be valid is published.
+    pub async fn reload_keys(&self, registry: &Registry) -> Result<(), Error> {
+        self.keys
+            .store(Arc::new(load_keys(registry, &self.master).await?));
+        Ok(())
+    }
+
+    /// Rotates the token signing key (admins) and puts the new one in force on this node.
+    pub async fn rotate(
+        &self,
+        registry: &Registry,
+        actor: &rein_core::authz::Actor,
+    ) -> Result<(String, Option<String>), Error> {
+        let rotated =
+            rein_registry::keys::rotate(registry, actor, &self.master, KeyPurpose::Token).await?;
+        self.reload_keys(registry).await?;
+        Ok(rotated)
     }
 
     /// The issuer URL (`iss` of every token).
@@ -57,15 +76,34 @@ impl Issuer {
         &self.issuer
     }
 
+    /// The ID of the key new tokens are signed with.
+    pub fn signing_kid(&self) -> String {
+        self.keys.load().signer.kid().to_owned()
+    }
+
     /// The JWKS document (RFC 7517) of the keys tokens may be signed with.
     pub fn jwks(&self) -> serde_json::Value {
-        rein_oauth::jwks(self.published.iter())
+        rein_oauth::jwks(self.keys.load().published.iter())
     }
 
     /// The authorization server metadata (RFC 8414).
     pub fn metadata(&self) -> serde_json::Value {
         rein_oauth::authorization_server_metadata(&self.issuer)
     }
+}
+
+async fn load_keys(registry: &Registry, master: &MasterKey) -> Result<Keys, Error> {
+    let store = registry.store();
+    let (kid, key) =
+        rein_registry::keys::signing_key(store.as_ref(), master, KeyPurpose::Token).await?;
+    let sealed = store
+        .signing_keys(KeyPurpose::Token)
+        .await
+        .map_err(|e| Error::Registry(e.into()))?;
+    Ok(Keys {
+        signer: TokenSigner::new(kid, key),
+        published: published_keys(&sealed, registry.now()),
+    })
 }
 
 impl Pdp {
@@ -112,11 +150,12 @@ impl Pdp {
                     })
                     .unwrap_or(true)
         };
+        let keys = issuer.keys.load();
         verify_access_token(
             token,
             audience,
             now,
-            &issuer.published,
+            &keys.published,
             &issuer.issuer,
             &revoked,
         )
@@ -209,7 +248,8 @@ impl Pdp {
             };
             return Err(refused(e).await);
         }
-        let minted = match mint_for(&request, &agent, &lookup.grants, now, issuer) {
+        let keys = issuer.keys.load_full();
+        let minted = match mint_for(&request, &agent, &lookup.grants, now, issuer, &keys.signer) {
             Ok(minted) => minted,
             Err(e) => return Err(refused(e).await),
         };
@@ -237,7 +277,7 @@ impl Pdp {
         event.details.insert("exp".into(), c.exp.to_string());
         event
             .details
-            .insert("kid".into(), issuer.signer.kid().to_owned());
+            .insert("kid".into(), keys.signer.kid().to_owned());
         event
             .details
             .insert("assertion_jti".into(), claims.jti.clone());
@@ -276,6 +316,7 @@ fn mint_for(
     grants: &[rein_core::grant::Grant],
     now: chrono::DateTime<chrono::Utc>,
     issuer: &Issuer,
+    signer: &TokenSigner,
 ) -> Result<MintedToken, OAuthError> {
     mint(
         &MintRequest {
@@ -287,7 +328,7 @@ fn mint_for(
             requested_ttl_secs: request.requested_ttl_secs,
             now,
         },
-        &issuer.signer,
+        signer,
         &issuer.issuer,
     )
 }

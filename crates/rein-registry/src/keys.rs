@@ -33,6 +33,43 @@ pub async fn signing_key(
     Ok((sealed.kid, key))
 }
 
+/// Replaces the active key for `purpose` (admins): the new key is generated and stored sealed
+/// under `master`, the old one marked retired now (verifiers keep accepting it until whatever
+/// it signed has expired), recorded in the audit log first. Returns the new key ID and the
+/// retired one, if there was one.
+pub async fn rotate(
+    registry: &crate::Registry,
+    actor: &rein_core::authz::Actor,
+    master: &MasterKey,
+    purpose: KeyPurpose,
+) -> Result<(String, Option<String>), Error> {
+    actor.require_admin("rotate signing keys")?;
+    let store = registry.store();
+    let now = registry.now();
+    let old = store
+        .signing_keys(purpose)
+        .await?
+        .into_iter()
+        .rev()
+        .find(|k| k.retired_at.is_none());
+    let new = SealedKey::generate(master, purpose, now);
+    let mut event = crate::audit::change(rein_audit::EventType::KeyRotated, actor, &new.kid);
+    event
+        .details
+        .insert("purpose".into(), purpose.as_str().to_owned());
+    if let Some(old) = &old {
+        event.details.insert("retired_kid".into(), old.kid.clone());
+    }
+    registry.record(event).await?;
+    store.insert_signing_key(&new).await?;
+    if let Some(mut old) = old {
+        old.retired_at = Some(now);
+        store.update_signing_key(&old).await?;
+        return Ok((new.kid, Some(old.kid)));
+    }
+    Ok((new.kid, None))
+}
+
 /// Every public key ever used for `purpose`, by key ID (for verifiers).
 pub async fn verifying_keys(
     store: &dyn Store,

@@ -45,7 +45,9 @@ pub use error::Problem;
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::routes::{agents, audit, decisions, grants, oauth, revocations, systems, teams, users};
+use crate::routes::{
+    agents, audit, decisions, grants, keys, oauth, revocations, systems, teams, users,
+};
 
 /// The largest request body accepted, in bytes (1 MiB); larger bodies get 413.
 const BODY_LIMIT: usize = 1024 * 1024;
@@ -128,6 +130,7 @@ pub fn router(state: AppState) -> Router {
             post(revocations::create).get(revocations::list),
         )
         .route("/v1/revocations/{id}/lift", post(revocations::lift))
+        .route("/v1/keys/rotate", post(keys::rotate))
         .route("/v1/authorize", post(decisions::authorize))
         .route("/v1/authorize/batch", post(decisions::authorize_batch))
         .route("/v1/policies", get(decisions::policies))

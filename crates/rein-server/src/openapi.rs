@@ -6,7 +6,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 use utoipa::Modify;
 
 use crate::error::{Problem, PROBLEM_JSON};
-use crate::routes::{agents, audit, decisions, grants, revocations, systems, teams, users};
+use crate::routes::{agents, audit, decisions, grants, keys, revocations, systems, teams, users};
 
 /// The name of the bearer-token security scheme (also spelled out in `security(...)` below).
 const BEARER: &str = "bearer";
@@ -34,6 +34,7 @@ const PROBLEM_RESPONSE: &str = "Problem";
         grants::approve, grants::deny, grants::revoke,
         decisions::authorize, decisions::authorize_batch, decisions::policies, decisions::reload,
         revocations::create, revocations::list, revocations::lift,
+        keys::rotate,
         audit::list, audit::get, audit::why, audit::checkpoints, audit::keys,
         audit::export, audit::verify,
     ),
@@ -49,6 +50,7 @@ const PROBLEM_RESPONSE: &str = "Problem";
         (name = "grants", description = "Grants and their approval path"),
         (name = "decisions", description = "Policy decisions (allow, deny, step-up) and the guardrail set in force"),
         (name = "revocations", description = "Revoking tokens, tasks, teams, environments, or every token issued before a time"),
+        (name = "keys", description = "Rein's own signing keys"),
         (name = "audit", description = "The tamper-evident audit log: records, why, checkpoints, export and verification (admins and auditors only)"),
         (name = "meta", description = "About the API itself"),
     ),

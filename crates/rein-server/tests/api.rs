@@ -851,7 +851,7 @@ async fn every_v1_operation_requires_a_token() {
             }
         }
     }
-    assert_eq!(checked, 45);
+    assert_eq!(checked, 46);
     assert_eq!(doc["security"], json!([{"bearer": []}]));
 }
 

@@ -18,6 +18,7 @@ pub mod audit;
 pub mod authorize;
 pub mod grant;
 pub mod init;
+pub mod keys;
 pub mod policy;
 pub mod revoke;
 pub mod server;

@@ -62,7 +62,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     println!("REIN_ADDR=http://{addr}");
     let master = data_dir::check(&dir)?;
-    serve(listener, registry, &settings, &master).await
+    serve(listener, registry, &settings, master).await
 }
 
 async fn run_dev(args: Args) -> anyhow::Result<()> {
@@ -86,7 +86,7 @@ async fn run_dev(args: Args) -> anyhow::Result<()> {
         ..
     } = dev;
     let master = data_dir::check(dir.path())?;
-    let served = serve(listener, registry, &settings, &master).await;
+    let served = serve(listener, registry, &settings, master).await;
     let path = dir.path().to_owned();
     match dir.close() {
         Ok(()) => tracing::info!(data_dir = %path.display(), "removed the dev data directory"),
@@ -199,7 +199,7 @@ async fn serve(
     listener: TcpListener,
     registry: Registry,
     settings: &Settings,
-    master: &MasterKey,
+    master: MasterKey,
 ) -> anyhow::Result<()> {
     let policies = policies_dir(settings)?;
     let pdp = Pdp::start(registry, Some(policies.clone()))
@@ -232,8 +232,13 @@ async fn serve(
         pdp.registry().clone(),
         settings.expiry_sweep,
     ));
-    let refresher = tokio::spawn(refresh_facts(Arc::clone(&pdp), settings.facts_refresh));
-    let state = rein_server::AppState::new(pdp, Arc::new(issuer));
+    let issuer = Arc::new(issuer);
+    let refresher = tokio::spawn(refresh_facts(
+        Arc::clone(&pdp),
+        Arc::clone(&issuer),
+        settings.facts_refresh,
+    ));
+    let state = rein_server::AppState::new(pdp, issuer);
     let served = rein_server::serve(listener, state, shutdown_signal()).await;
     sweeper.abort();
     refresher.abort();
@@ -260,9 +265,9 @@ fn policies_dir(settings: &Settings) -> anyhow::Result<PathBuf> {
     Ok(dir.clone())
 }
 
-/// Every `every`, re-reads the decision point's facts from the store, picking up what other
-/// replicas changed. Failures are logged and retried at the next tick.
-async fn refresh_facts(pdp: Arc<Pdp>, every: Duration) {
+/// Every `every`, re-reads the decision point's facts and the token keys from the store,
+/// picking up what other replicas changed. Failures are logged and retried at the next tick.
+async fn refresh_facts(pdp: Arc<Pdp>, issuer: Arc<Issuer>, every: Duration) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
@@ -270,6 +275,9 @@ async fn refresh_facts(pdp: Arc<Pdp>, every: Duration) {
         ticker.tick().await;
         if let Err(e) = pdp.refresh().await {
             tracing::error!(error = %e, "re-reading decision facts failed; retrying at the next tick");
+        }
+        if let Err(e) = issuer.reload_keys(pdp.registry()).await {
+            tracing::error!(error = %e, "re-reading token keys failed; retrying at the next tick");
         }
     }
 }

@@ -321,4 +321,12 @@ fn the_kill_switch_denies_until_it_is_lifted() {
     assert_exit(&authorize(&server, &admin, &read), 0);
     let out = server.client(&admin, &["revoke", "before", "yesterday", "--reason", "x"]);
     assert_error(&out, "invalid-input");
+
+    // Key rotation is an admin's; decisions and tokens go on.
+    assert_error(&server.client(&alice, &["keys", "rotate"]), "forbidden");
+    let text = assert_exit(&server.client(&admin, &["keys", "rotate"]), 0);
+    assert!(
+        text.contains("kid") && text.contains("retired_kid"),
+        "{text}"
+    );
 }

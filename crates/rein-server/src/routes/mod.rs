@@ -13,6 +13,7 @@ pub(crate) mod agents;
 pub(crate) mod audit;
 pub(crate) mod decisions;
 pub(crate) mod grants;
+pub(crate) mod keys;
 pub(crate) mod oauth;
 pub(crate) mod revocations;
 pub(crate) mod systems;

@@ -602,3 +602,51 @@ async fn an_agent_token_decides_its_own_calls_until_its_grant_is_revoked() {
         w.srv.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn a_rotated_key_signs_new_tokens_and_the_old_one_stays_published() {
+    for w in worlds().await {
+        let srv = &w.srv;
+        granted_world(&w).await;
+        let (_, before) = agent_token(&w, "task-1").await;
+        let old_kid = part(&before, 0)["kid"].as_str().unwrap().to_owned();
+
+        srv.post(&w.alice, "/v1/keys/rotate", json!({}))
+            .await
+            .problem(403, "forbidden");
+        let rotated = srv
+            .post(&srv.admin, "/v1/keys/rotate", json!({}))
+            .await
+            .ok(200);
+        assert_eq!(rotated["retired_kid"], old_kid.as_str());
+        let new_kid = rotated["kid"].as_str().unwrap();
+        assert_ne!(new_kid, old_kid);
+
+        let (_, after) = agent_token(&w, "task-1").await;
+        assert_eq!(part(&after, 0)["kid"], new_kid);
+        let jwks = srv
+            .call(Method::GET, "/.well-known/jwks.json", None, None)
+            .await
+            .ok(200);
+        let kids: Vec<&str> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap())
+            .collect();
+        assert!(
+            kids.contains(&old_kid.as_str()) && kids.contains(&new_kid),
+            "{jwks}"
+        );
+        // Tokens signed by either key keep working until they expire.
+        assert_eq!(call_as_agent(srv, &before).await, 200);
+        assert_eq!(call_as_agent(srv, &after).await, 200);
+        let audited = read(srv, &w.erin, "/v1/audit?type=key.rotated").await;
+        let e = &audited["records"][0]["event"];
+        assert_eq!(
+            (e["subject"].as_str(), e["details"]["retired_kid"].as_str()),
+            (Some(new_kid), Some(old_kid.as_str()))
+        );
+        w.srv.cleanup().await;
+    }
+}

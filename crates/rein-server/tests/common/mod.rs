@@ -381,7 +381,7 @@ impl Server {
         let registry = pdp.registry().clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let issuer = rein_pdp::Issuer::open(&registry, &master, &format!("http://{addr}"))
+        let issuer = rein_pdp::Issuer::open(&registry, master, &format!("http://{addr}"))
             .await
             .unwrap();
         let (tx, rx) = oneshot::channel::<()>();
