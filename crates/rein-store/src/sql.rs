@@ -41,6 +41,10 @@ pub(crate) struct Dialect {
     /// several processes may index at once (PostgreSQL: `FOR UPDATE`, so concurrent indexers run
     /// one after the other; SQLite's `BEGIN IMMEDIATE` already excludes other writers).
     pub(crate) lock_index_state: &'static str,
+    /// Whether the audit indexer runs on the append connection, between appends (SQLite, where
+    /// a second writer would only wait for the file's write lock), or on a connection of its own
+    /// while appends go on (PostgreSQL).
+    pub(crate) index_on_append_connection: bool,
     /// Appended to `audit_records AS r` in the scan of the unindexed tail: SQLite's
     /// `NOT INDEXED`, so that it walks the (short) tail by sequence number instead of a time or
     /// event-type index range that may reach far below the watermark.

@@ -25,6 +25,7 @@ static SQLITE: Dialect = Dialect {
     begin_append: "BEGIN IMMEDIATE",
     numbered_binds: false,
     lock_index_state: "SELECT indexed_through_seq FROM audit_index_state WHERE id = 1",
+    index_on_append_connection: true,
     tail_scan_hint: " NOT INDEXED",
 };
 

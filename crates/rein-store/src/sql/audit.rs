@@ -418,6 +418,12 @@ where
     /// on the write connection; returns the watermark after it and how many sequence numbers it
     /// moved by.
     pub(crate) async fn index(&self, max_records: u64) -> Result<(u64, u64), StoreError> {
+        if !self.dialect.index_on_append_connection {
+            // Its own connection: appends go on meanwhile (they touch neither `audit_keys` nor
+            // the watermark row, so they never wait for the indexer's locks).
+            let mut conn = self.pool.acquire().await.map_err(db_error)?;
+            return Self::index_on(&mut conn, self.dialect, max_records).await;
+        }
         let mut guard = self.lock().await.map_err(db_error)?;
         let Some(conn) = guard.as_mut() else {
             return Err(StoreError::Database("no audit connection".to_owned()));
@@ -516,7 +522,7 @@ where
     /// Counts `appended` records and, once [`INDEX_AFTER_RECORDS`] were appended since the
     /// indexer last started, starts it as a task of its own unless it is running: it indexes
     /// chunks of [`INDEX_CHUNK_RECORDS`] until it catches up with the head. The append that
-    /// triggers it is acknowledged without waiting; later appends may wait for one chunk's
+    /// triggers it is acknowledged without waiting; on SQLite later appends may wait for one chunk's
     /// transaction on the write connection. A failed run is logged and retried after the next
     /// [`INDEX_AFTER_RECORDS`] appends; reads stay exact meanwhile (they scan the longer tail).
     fn schedule_index(self: &Arc<Self>, appended: usize) {
