@@ -219,6 +219,14 @@ pub trait AuditStore: AuditSink {
     async fn audit_scan(&self, after_seq: u64, limit: u32) -> Result<Vec<AuditRow>, StoreError>;
     /// Every stored checkpoint, by ascending sequence number.
     async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError>;
+    /// Indexes the filter keys (agent, task, system, actor) of up to `max_records` records
+    /// above the audit index watermark, in one transaction, and returns the watermark after it
+    /// (`0` indexes nothing and returns the current one).
+    ///
+    /// The store runs this by itself after appends, so callers need not: reads return every
+    /// matching record whether it is indexed yet or not (records above the watermark are
+    /// scanned). For tests, benchmarks and operators who want the index caught up now.
+    async fn audit_index(&self, max_records: u32) -> Result<u64, StoreError>;
 }
 
 /// The storage interface. Every method is one atomic operation; `insert_*` fails with

@@ -17,6 +17,9 @@ static POSTGRES: Dialect = Dialect {
     max_binds: 65_535,
     begin_append: "BEGIN",
     numbered_binds: true,
+    lock_index_state: "SELECT indexed_through_seq FROM audit_index_state WHERE id = 1 FOR UPDATE",
+    index_on_append_connection: false,
+    tail_scan_hint: "",
 };
 
 /// A [`Store`](crate::Store) in a PostgreSQL database.

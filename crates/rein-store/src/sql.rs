@@ -4,6 +4,8 @@
 //! two share (`ON CONFLICT … DO NOTHING`, `RETURNING`). The adapters differ only in how they
 //! connect and in their migrations.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use rein_core::agent::Agent;
 use rein_core::grant::{Grant, GrantStatus};
@@ -13,7 +15,6 @@ use rein_core::system::System;
 use rein_core::team::Team;
 use rein_core::user::{ApiToken, User};
 use rein_keys::{KeyPurpose, SealedKey};
-use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
@@ -37,6 +38,18 @@ pub(crate) struct Dialect {
     /// parameter's name by a linear scan and sqlx asks for every parameter's name, so binding a
     /// statement with thousands of numbered parameters takes quadratic time there.
     pub(crate) numbered_binds: bool,
+    /// Reads the audit index watermark at the start of an indexer transaction, locking it where
+    /// several processes may index at once (PostgreSQL: `FOR UPDATE`, so concurrent indexers run
+    /// one after the other; SQLite's `BEGIN IMMEDIATE` already excludes other writers).
+    pub(crate) lock_index_state: &'static str,
+    /// Whether the audit indexer runs on the append connection, between appends (SQLite, where
+    /// a second writer would only wait for the file's write lock), or on a connection of its own
+    /// while appends go on (PostgreSQL).
+    pub(crate) index_on_append_connection: bool,
+    /// Appended to `audit_records AS r` in the scan of the unindexed tail: SQLite's
+    /// `NOT INDEXED`, so that it walks the (short) tail by sequence number instead of a time or
+    /// event-type index range that may reach far below the watermark.
+    pub(crate) tail_scan_hint: &'static str,
 }
 
 /// A pool for reads and a pool for writes. For PostgreSQL both are the same pool; for SQLite
@@ -59,7 +72,9 @@ pub(crate) struct SqlStore<DB: Database> {
     /// kept. The group-commit task appends one batch at a time anyway, and keeping it saves the
     /// pool's checkout and the ping sqlx sends on every return to the pool (on SQLite, where
     /// `audit.write` has one connection, that pool is then always empty).
-    audit_writer: tokio::sync::Mutex<Option<PoolConnection<DB>>>,
+    ///
+    /// Shared with the audit indexer, which runs between appends on the same connection.
+    audit_writer: Arc<audit::Writer<DB>>,
     dialect: &'static Dialect,
 }
 
@@ -162,8 +177,8 @@ where
         Self {
             read: main.read,
             write: main.write,
+            audit_writer: Arc::new(audit::Writer::new(audit.write.clone(), dialect)),
             audit,
-            audit_writer: tokio::sync::Mutex::new(None),
             dialect,
         }
     }
@@ -855,6 +870,9 @@ macro_rules! delegate_store {
                 &self,
             ) -> Result<Vec<rein_audit::Checkpoint>, $crate::StoreError> {
                 self.sql.audit_checkpoints().await
+            }
+            async fn audit_index(&self, max_records: u32) -> Result<u64, $crate::StoreError> {
+                self.sql.audit_index(max_records).await
             }
         }
     };

@@ -24,6 +24,9 @@ static SQLITE: Dialect = Dialect {
     max_binds: 32_766,
     begin_append: "BEGIN IMMEDIATE",
     numbered_binds: false,
+    lock_index_state: "SELECT indexed_through_seq FROM audit_index_state WHERE id = 1",
+    index_on_append_connection: true,
+    tail_scan_hint: " NOT INDEXED",
 };
 
 /// Connections for concurrent readers; WAL lets them read while the writer commits.

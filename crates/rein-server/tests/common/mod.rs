@@ -223,6 +223,10 @@ impl AuditStore for FlakyStore {
         self.check()?;
         self.inner.audit_checkpoints().await
     }
+    async fn audit_index(&self, max_records: u32) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner.audit_index(max_records).await
+    }
 }
 
 /// Implements [`Store`] for [`FlakyStore`]: check, then delegate.

@@ -6,11 +6,24 @@
 //! another writer commits the same positions first, this transaction's insert fails with a unique
 //! violation (on PostgreSQL after waiting for the other commit) and the append reports
 //! [`SinkError::Conflict`], leaving nothing behind.
+//!
+//! The append writes each record's row and its synchronous indexes (sequence number, time, event
+//! type, subject) and nothing else. The high-cardinality filter keys (agent, task, system, and
+//! the actor where it is not the agent) are indexed afterwards into `audit_keys` by the store's
+//! indexer ([`Writer::schedule_index`]), in sorted batches, up to a watermark; reads combine the
+//! indexed range with a scan of the records above the watermark ([`select_sql`]), so they never
+//! depend on how far the indexer got.
 
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use rein_audit::{Checkpoint, Hash, Record, SinkError};
-use sqlx::{ColumnIndex, Connection, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
+use sqlx::pool::PoolConnection;
+use sqlx::{
+    ColumnIndex, Connection, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type,
+};
+use tokio::sync::{Mutex, MutexGuard};
 
 use super::{bind, db_error, Dialect, SqlQuery, SqlStore};
 use crate::record::Value;
@@ -170,81 +183,373 @@ fn seq_bound(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
-/// `SELECT seq, doc FROM audit_records WHERE … ORDER BY seq [DESC] LIMIT $n` with the filter's
-/// conditions; column names and operators are constants, values are bound: first the
-/// conditions', then the actor's if `by_actor`, then the limit.
-///
-/// The actor has no index of its own for records whose actor is their agent (an agent acting
-/// about itself: decisions, token requests, gateway calls, most of the log), because the agent
-/// index already finds them: see migration `0002_audit_indexes` (SQLite) and `0003` (PostgreSQL).
-/// So an actor filter reads two ordered index ranges and merges them, each arm limited:
-/// records whose agent is the actor (agent index), and the others (partial actor index, whose
-/// `WHERE` the second arm repeats word for word so that both planners use it). The two arms are
-/// disjoint and together are exactly the records with that actor.
-fn select_sql(conditions: &[(&'static str, Value)], by_actor: bool, descending: bool) -> String {
-    let mut filter = String::new();
-    for (i, (condition, _)) in conditions.iter().enumerate() {
-        filter.push_str(if i == 0 { "" } else { " AND " });
-        // Writing to a String cannot fail.
-        let _ = write!(filter, "{condition} ${}", i + 1);
-    }
-    let order = if descending { "DESC" } else { "ASC" };
-    let mut sql = String::new();
-    if by_actor {
-        let actor = conditions.len() + 1;
-        let limit = conditions.len() + 2;
-        let and = if filter.is_empty() { "" } else { " AND " };
-        let _ = write!(
-            sql,
-            "SELECT seq, doc FROM (SELECT seq, doc FROM audit_records WHERE {filter}{and}\
-             agent = ${actor} AND actor = ${actor} ORDER BY seq {order} LIMIT ${limit}) AS acting_agent \
-             UNION ALL \
-             SELECT seq, doc FROM (SELECT seq, doc FROM audit_records WHERE {filter}{and}\
-             actor = ${actor} AND (agent IS NULL OR actor <> agent) \
-             ORDER BY seq {order} LIMIT ${limit}) AS other_actor \
-             ORDER BY seq {order} LIMIT ${limit}"
-        );
-    } else {
-        sql.push_str("SELECT seq, doc FROM audit_records");
-        if !filter.is_empty() {
-            sql.push_str(" WHERE ");
-            sql.push_str(&filter);
-        }
-        let _ = write!(sql, " ORDER BY seq {order} LIMIT ${}", conditions.len() + 1);
-    }
-    sql
+/// The kinds of `audit_keys` entries (see migration `sqlite-audit/0003_deferred_key_index`).
+const KIND_AGENT: i64 = 1;
+const KIND_TASK: i64 = 2;
+const KIND_SYSTEM: i64 = 3;
+/// The actor of a record whose agent is unset or another than the actor.
+const KIND_OTHER_ACTOR: i64 = 4;
+
+/// The store's indexer starts once this many records were appended through it since it last
+/// ran, so the unindexed tail a read scans stays about this long (plus what arrives while the
+/// indexer runs).
+const INDEX_AFTER_RECORDS: u64 = 4_096;
+
+/// At most this many records per indexer transaction: large enough that records sharing a key
+/// share its pages, small enough that an append waiting for the write connection meanwhile is
+/// not held up for long.
+const INDEX_CHUNK_RECORDS: u64 = 8_192;
+
+/// The index watermark, read inside a read's statement (so in the same snapshot as its rows).
+/// A missing state row reads as 0: everything is then scanned as unindexed, never missed.
+const WATERMARK: &str =
+    "COALESCE((SELECT indexed_through_seq FROM audit_index_state WHERE id = 1), 0)";
+
+/// Inserts the keys of the records in `($1, $2]` in key order (so that entries sharing a key go
+/// to the same pages in one pass). `ON CONFLICT DO NOTHING`: entries left by an earlier run are
+/// kept as they are (they are the same). `WHERE true` keeps SQLite from reading `ON` as a join
+/// constraint.
+const INDEX_KEYS_SQL: &str = "INSERT INTO audit_keys (kind, key, seq) \
+    SELECT kind, key, seq FROM ( \
+    SELECT 1 AS kind, agent AS key, seq FROM audit_records \
+    WHERE seq > $1 AND seq <= $2 AND agent IS NOT NULL \
+    UNION ALL SELECT 2, task_id, seq FROM audit_records \
+    WHERE seq > $1 AND seq <= $2 AND task_id IS NOT NULL \
+    UNION ALL SELECT 3, system, seq FROM audit_records \
+    WHERE seq > $1 AND seq <= $2 AND system IS NOT NULL \
+    UNION ALL SELECT 4, actor, seq FROM audit_records \
+    WHERE seq > $1 AND seq <= $2 AND (agent IS NULL OR actor <> agent) \
+    ) AS entries WHERE true ORDER BY kind, key, seq \
+    ON CONFLICT DO NOTHING";
+
+/// Moves the watermark forward, never back (another replica's indexer may have moved it
+/// further).
+const ADVANCE_WATERMARK_SQL: &str = "UPDATE audit_index_state SET indexed_through_seq = $1 \
+    WHERE id = 1 AND indexed_through_seq < $1";
+
+/// Appends `{condition} $n` to `sql` (joined by `AND`), binding `value` as parameter `n`;
+/// returns `n`.
+fn push_condition(
+    sql: &mut String,
+    binds: &mut Vec<Value>,
+    condition: &str,
+    value: Value,
+) -> usize {
+    binds.push(value);
+    let n = binds.len();
+    sql.push_str(if sql.is_empty() { "" } else { " AND " });
+    // Writing to a String cannot fail.
+    let _ = write!(sql, "{condition} ${n}");
+    n
 }
 
-/// The filter as `(column and operator, value)` conditions, except the actor (see
-/// [`select_sql`]).
-fn conditions(filter: &AuditFilter, after_seq: Option<u64>) -> Vec<(&'static str, Value)> {
+/// The statement that reads the records matching `filter` (above `after_seq`), ordered by seq
+/// ascending or descending and limited by its last parameter, and its binds except the limit.
+/// Column names, operators and key kinds are constants; values are bound.
+///
+/// Without an agent, task, system or actor in the filter, one scan of `audit_records` through
+/// its synchronous indexes (time, event type, subject) or its key. With one, the records are in
+/// two places: at or below the index watermark, found through `audit_keys`; above it, not yet
+/// indexed, found by scanning the tail of `audit_records`. The statement is a `UNION ALL` of an
+/// arm for each, each ordered and limited like the whole, merged and limited again:
+///
+/// - The watermark is read by a subquery of the statement itself, so both arms see the same
+///   watermark and the same rows (one statement, one snapshot, on both databases): a record is
+///   in exactly one arm's range, and the indexer, which adds a batch's entries and moves the
+///   watermark in one transaction, cannot make a read miss or repeat a record.
+/// - Every arm checks every condition on the row itself; the index only picks candidates. An
+///   entry missing below the watermark would hide a record, which the indexer's transaction
+///   rules out; an extra entry could not add a wrong one.
+/// - The driving key is the task, else the agent, else the system, else the actor. The actor
+///   has two index arms, as its synchronous index had: records whose agent is the actor (agent
+///   entries) and the others (other-actor entries), disjoint by their row conditions.
+fn select_sql(
+    filter: &AuditFilter,
+    after_seq: Option<u64>,
+    descending: bool,
+    tail_scan_hint: &str,
+) -> (String, Vec<Value>) {
     let text = |s: &String| Value::Text(s.clone());
-    let mut c = Vec::new();
-    if let Some(agent) = &filter.agent {
-        c.push(("agent =", text(agent)));
-    }
-    if let Some(task) = &filter.task_id {
-        c.push(("task_id =", text(task)));
-    }
-    if let Some(system) = &filter.system {
-        c.push(("system =", text(system)));
-    }
+    let mut sql = String::new();
+    let mut binds = Vec::new();
+    let (sql_ref, binds_ref) = (&mut sql, &mut binds);
+    let agent = filter
+        .agent
+        .as_ref()
+        .map(|v| push_condition(sql_ref, binds_ref, "r.agent =", text(v)));
+    let task = filter
+        .task_id
+        .as_ref()
+        .map(|v| push_condition(sql_ref, binds_ref, "r.task_id =", text(v)));
+    let system = filter
+        .system
+        .as_ref()
+        .map(|v| push_condition(sql_ref, binds_ref, "r.system =", text(v)));
+    let actor = filter
+        .actor
+        .as_ref()
+        .map(|v| push_condition(sql_ref, binds_ref, "r.actor =", text(v)));
     if let Some(event_type) = filter.event_type {
-        c.push(("event_type =", Value::Text(event_type.as_str().to_owned())));
+        push_condition(
+            sql_ref,
+            binds_ref,
+            "r.event_type =",
+            Value::Text(event_type.as_str().to_owned()),
+        );
     }
     if let Some(subject) = &filter.subject {
-        c.push(("subject =", text(subject)));
+        push_condition(sql_ref, binds_ref, "r.subject =", text(subject));
     }
     if let Some(since) = filter.since {
-        c.push(("time_ms >=", Value::Int(since.timestamp_millis())));
+        push_condition(
+            sql_ref,
+            binds_ref,
+            "r.time_ms >=",
+            Value::Int(since.timestamp_millis()),
+        );
     }
     if let Some(until) = filter.until {
-        c.push(("time_ms <", Value::Int(until.timestamp_millis())));
+        push_condition(
+            sql_ref,
+            binds_ref,
+            "r.time_ms <",
+            Value::Int(until.timestamp_millis()),
+        );
     }
-    if let Some(after) = after_seq {
-        c.push(("seq >", Value::Int(seq_bound(after))));
+    let after = after_seq
+        .map(|after| push_condition(sql_ref, binds_ref, "r.seq >", Value::Int(seq_bound(after))));
+    let filter_sql = sql;
+    let limit = binds.len() + 1;
+    let order = if descending { "DESC" } else { "ASC" };
+
+    // (kind, parameter of its key, extra row condition) of each index arm.
+    let index_arms: Vec<(i64, usize, String)> = if let Some(p) = task {
+        vec![(KIND_TASK, p, String::new())]
+    } else if let Some(p) = agent {
+        vec![(KIND_AGENT, p, String::new())]
+    } else if let Some(p) = system {
+        vec![(KIND_SYSTEM, p, String::new())]
+    } else if let Some(p) = actor {
+        vec![
+            (KIND_AGENT, p, format!(" AND r.agent = ${p}")),
+            (
+                KIND_OTHER_ACTOR,
+                p,
+                " AND (r.agent IS NULL OR r.actor <> r.agent)".to_owned(),
+            ),
+        ]
+    } else {
+        let mut sql = String::from("SELECT r.seq, r.doc FROM audit_records AS r");
+        if !filter_sql.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&filter_sql);
+        }
+        let _ = write!(sql, " ORDER BY r.seq {order} LIMIT ${limit}");
+        return (sql, binds);
+    };
+
+    let after_key = after.map_or(String::new(), |a| format!(" AND k.seq > ${a}"));
+    let mut arms: Vec<String> = index_arms
+        .iter()
+        .map(|(kind, p, extra)| {
+            format!(
+                "SELECT r.seq, r.doc FROM audit_keys AS k CROSS JOIN audit_records AS r \
+                 WHERE k.kind = {kind} AND k.key = ${p} AND k.seq <= {WATERMARK}{after_key} \
+                 AND r.seq = k.seq AND {filter_sql}{extra} ORDER BY k.seq {order} LIMIT ${limit}"
+            )
+        })
+        .collect();
+    arms.push(format!(
+        "SELECT r.seq, r.doc FROM audit_records AS r{tail_scan_hint} \
+         WHERE r.seq > {WATERMARK} AND {filter_sql} ORDER BY r.seq {order} LIMIT ${limit}"
+    ));
+    let mut sql = String::new();
+    for (i, arm) in arms.iter().enumerate() {
+        sql.push_str(if i == 0 { "" } else { " UNION ALL " });
+        let _ = write!(sql, "SELECT seq, doc FROM ({arm}) AS arm{i}");
     }
-    c
+    let _ = write!(sql, " ORDER BY seq {order} LIMIT ${limit}");
+    (sql, binds)
+}
+
+/// The audit log's write connection, shared by appends and the indexer (on SQLite the file's
+/// only writer, so the indexer runs between appends), and the indexer's bookkeeping.
+pub(crate) struct Writer<DB: Database> {
+    /// Checked out of `pool` on first use and kept (see `SqlStore::audit_writer`).
+    conn: Mutex<Option<PoolConnection<DB>>>,
+    pool: Pool<DB>,
+    dialect: &'static Dialect,
+    /// Records appended through this store since its indexer last started.
+    unindexed: AtomicU64,
+    /// Whether this store's indexer task is running.
+    indexing: AtomicBool,
+}
+
+impl<DB: Database> Writer<DB> {
+    pub(crate) fn new(pool: Pool<DB>, dialect: &'static Dialect) -> Self {
+        Self {
+            conn: Mutex::new(None),
+            pool,
+            dialect,
+            unindexed: AtomicU64::new(0),
+            indexing: AtomicBool::new(false),
+        }
+    }
+
+    /// Locks the write connection, checking one out of the pool if there is none.
+    async fn lock(&self) -> Result<MutexGuard<'_, Option<PoolConnection<DB>>>, sqlx::Error> {
+        let mut guard = self.conn.lock().await;
+        if guard.is_none() {
+            *guard = Some(self.pool.acquire().await?);
+        }
+        Ok(guard)
+    }
+}
+
+impl<DB> Writer<DB>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    i64: Type<DB> + for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    /// Indexes the keys of up to `max_records` records above the watermark in one transaction
+    /// on the write connection; returns the watermark after it and how many sequence numbers it
+    /// moved by.
+    pub(crate) async fn index(&self, max_records: u64) -> Result<(u64, u64), StoreError> {
+        if !self.dialect.index_on_append_connection {
+            // Its own connection: appends go on meanwhile (they touch neither `audit_keys` nor
+            // the watermark row, so they never wait for the indexer's locks).
+            let mut conn = self.pool.acquire().await.map_err(db_error)?;
+            return Self::index_on(&mut conn, self.dialect, max_records).await;
+        }
+        let mut guard = self.lock().await.map_err(db_error)?;
+        let Some(conn) = guard.as_mut() else {
+            return Err(StoreError::Database("no audit connection".to_owned()));
+        };
+        let result = Self::index_on(conn, self.dialect, max_records).await;
+        if result.is_err() {
+            // The connection may be broken: return it to the pool, which checks it.
+            *guard = None;
+        }
+        result
+    }
+
+    async fn index_on(
+        conn: &mut DB::Connection,
+        dialect: &Dialect,
+        max_records: u64,
+    ) -> Result<(u64, u64), StoreError> {
+        let mut tx = conn
+            .begin_with(dialect.begin_append)
+            .await
+            .map_err(db_error)?;
+        let result = Self::index_in(&mut tx, dialect, max_records).await;
+        match result {
+            Ok((watermark, moved)) if moved > 0 => {
+                tx.commit().await.map_err(db_error)?;
+                Ok((watermark, moved))
+            }
+            Ok(_) | Err(_) => {
+                // Nothing to index, or failed: roll back now rather than at the connection's
+                // next use (it is kept, holding the transaction's locks until then).
+                tx.rollback().await.map_err(db_error)?;
+                result
+            }
+        }
+    }
+
+    /// The indexer's transaction: reads (and on PostgreSQL locks) the watermark `w`, inserts
+    /// the keys of the records in `(w, min(head, w + max_records)]` and advances the watermark
+    /// to that bound. Returns the watermark and how far it moved (0: nothing written).
+    ///
+    /// Rows are only ever appended above the head and the visible ones always form a prefix of
+    /// the chain (a record is appended by a transaction that saw its predecessor committed), so
+    /// every record up to the head read here is visible to the insert that follows: nothing in
+    /// the range is skipped. A crash before the commit leaves entries and watermark as they were.
+    async fn index_in(
+        conn: &mut DB::Connection,
+        dialect: &Dialect,
+        max_records: u64,
+    ) -> Result<(u64, u64), StoreError> {
+        let state = sqlx::query(dialect.lock_index_state)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        let Some(state) = state else {
+            return Err(StoreError::Corrupt {
+                kind: "audit index state",
+                key: "1".to_owned(),
+                reason: "the watermark row is missing".to_owned(),
+            });
+        };
+        let watermark: i64 = state.try_get(0).map_err(db_error)?;
+        let head: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM audit_records")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db_error)?
+            .try_get(0)
+            .map_err(db_error)?;
+        let through = head.min(watermark.saturating_add(seq_bound(max_records)));
+        if through <= watermark {
+            return Ok((stored_seq(watermark)?, 0));
+        }
+        sqlx::query(INDEX_KEYS_SQL)
+            .bind(watermark)
+            .bind(through)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        sqlx::query(ADVANCE_WATERMARK_SQL)
+            .bind(through)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        Ok((stored_seq(through)?, stored_seq(through - watermark)?))
+    }
+}
+
+impl<DB> Writer<DB>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    i64: Type<DB> + for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB>,
+    usize: ColumnIndex<DB::Row>,
+    Self: Send + Sync + 'static,
+{
+    /// Counts `appended` records and, once [`INDEX_AFTER_RECORDS`] were appended since the
+    /// indexer last started, starts it as a task of its own unless it is running: it indexes
+    /// chunks of [`INDEX_CHUNK_RECORDS`] until it catches up with the head. The append that
+    /// triggers it is acknowledged without waiting; on SQLite later appends may wait for one chunk's
+    /// transaction on the write connection. A failed run is logged and retried after the next
+    /// [`INDEX_AFTER_RECORDS`] appends; reads stay exact meanwhile (they scan the longer tail).
+    fn schedule_index(self: &Arc<Self>, appended: usize) {
+        let appended = u64::try_from(appended).unwrap_or(u64::MAX);
+        let pending = self
+            .unindexed
+            .fetch_add(appended, Ordering::Relaxed)
+            .saturating_add(appended);
+        if pending < INDEX_AFTER_RECORDS || self.indexing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let writer = Arc::clone(self);
+        tokio::spawn(async move {
+            writer.unindexed.store(0, Ordering::Relaxed);
+            loop {
+                match writer.index(INDEX_CHUNK_RECORDS).await {
+                    Ok((_, moved)) if moved >= INDEX_CHUNK_RECORDS => {}
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "audit indexing failed; reads scan the unindexed records meanwhile");
+                        break;
+                    }
+                }
+            }
+            writer.indexing.store(false, Ordering::Release);
+        });
+    }
 }
 
 impl<DB> SqlStore<DB>
@@ -306,10 +611,7 @@ where
             return Ok(());
         };
         let rows = prepare(records)?;
-        let mut writer = self.audit_writer.lock().await;
-        if writer.is_none() {
-            *writer = Some(self.audit.write.acquire().await.map_err(unavailable)?);
-        }
+        let mut writer = self.audit_writer.lock().await.map_err(unavailable)?;
         let Some(conn) = writer.as_mut() else {
             return Err(SinkError::Unavailable("no audit connection".to_owned()));
         };
@@ -319,7 +621,16 @@ where
             // fresh one next time.
             *writer = None;
         }
+        drop(writer);
+        if result.is_ok() {
+            self.audit_writer.schedule_index(rows.len());
+        }
         result
+    }
+
+    pub(crate) async fn audit_index(&self, max_records: u32) -> Result<u64, StoreError> {
+        let (watermark, _) = self.audit_writer.index(u64::from(max_records)).await?;
+        Ok(watermark)
     }
 
     /// One append's transaction on the writer connection.
@@ -386,10 +697,7 @@ where
             SinkError::Unavailable(format!("cannot encode checkpoint {}: {e}", checkpoint.seq))
         })?;
         let inserted = {
-            let mut writer = self.audit_writer.lock().await;
-            if writer.is_none() {
-                *writer = Some(self.audit.write.acquire().await.map_err(unavailable)?);
-            }
+            let mut writer = self.audit_writer.lock().await.map_err(unavailable)?;
             let Some(conn) = writer.as_mut() else {
                 return Err(SinkError::Unavailable("no audit connection".to_owned()));
             };
@@ -452,21 +760,17 @@ where
         Ok(checkpoint)
     }
 
-    /// Runs a `SELECT seq, doc` and returns `(seq, doc)` pairs in row order.
+    /// Runs a `SELECT seq, doc` with `binds` and then `limit`, and returns `(seq, doc)` pairs
+    /// in row order.
     async fn fetch_docs(
         &self,
-        conditions: Vec<(&'static str, Value)>,
-        actor: Option<&str>,
-        descending: bool,
+        sql: &str,
+        binds: Vec<Value>,
         limit: u32,
     ) -> Result<Vec<(i64, String)>, StoreError> {
-        let sql = select_sql(&conditions, actor.is_some(), descending);
-        let mut q = sqlx::query(&sql);
-        for (_, value) in conditions {
+        let mut q = sqlx::query(sql);
+        for value in binds {
             q = bind(q, value);
-        }
-        if let Some(actor) = actor {
-            q = bind(q, Value::Text(actor.to_owned()));
         }
         let rows = q
             .bind(i64::from(limit))
@@ -496,14 +800,8 @@ where
         after_seq: Option<u64>,
         limit: u32,
     ) -> Result<Vec<Record>, StoreError> {
-        let docs = self
-            .fetch_docs(
-                conditions(filter, after_seq),
-                filter.actor.as_deref(),
-                false,
-                limit,
-            )
-            .await?;
+        let (sql, binds) = select_sql(filter, after_seq, false, self.dialect.tail_scan_hint);
+        let docs = self.fetch_docs(&sql, binds, limit).await?;
         Self::decode_all(docs)
     }
 
@@ -512,14 +810,8 @@ where
         filter: &AuditFilter,
         limit: u32,
     ) -> Result<Vec<Record>, StoreError> {
-        let mut docs = self
-            .fetch_docs(
-                conditions(filter, None),
-                filter.actor.as_deref(),
-                true,
-                limit,
-            )
-            .await?;
+        let (sql, binds) = select_sql(filter, None, true, self.dialect.tail_scan_hint);
+        let mut docs = self.fetch_docs(&sql, binds, limit).await?;
         docs.reverse();
         Self::decode_all(docs)
     }
@@ -547,9 +839,8 @@ where
     ) -> Result<Vec<AuditRow>, StoreError> {
         let docs = self
             .fetch_docs(
-                vec![("seq >", Value::Int(seq_bound(after_seq)))],
-                None,
-                false,
+                "SELECT seq, doc FROM audit_records WHERE seq > $1 ORDER BY seq LIMIT $2",
+                vec![Value::Int(seq_bound(after_seq))],
                 limit,
             )
             .await?;

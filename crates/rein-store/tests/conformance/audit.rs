@@ -11,7 +11,9 @@ use rein_audit::{
     Finding, Hash, LogConfig, Record, Report, SinkError, Verifier,
 };
 use rein_keys::{KeyPurpose, MasterKey, SealedKey};
-use rein_store::{AuditFilter, AuditRow, SqliteStore, Store, StoreError};
+use rein_store::{AuditFilter, AuditRow, AuditStore, SqliteStore, Store, StoreError};
+
+use sqlx::{Connection, PgConnection};
 
 use crate::{at, Backend, Harness};
 
@@ -27,6 +29,10 @@ conformance!(
     audit_checkpoints_round_trip,
     audit_scan_reports_damaged_documents_in_place,
     audit_log_records_survive_reopen_and_verify,
+    audit_filters_agree_on_both_sides_of_the_index_watermark,
+    audit_pages_stay_exact_while_the_index_advances,
+    audit_indexer_rerun_after_a_crash_is_idempotent,
+    audit_index_catches_up_after_many_appends,
     signing_keys_insert_list_update,
 );
 
@@ -1012,7 +1018,15 @@ async fn sqlite_audit_log_lives_in_its_own_file() {
             .map(|row| row.get::<String, _>(0))
             .collect::<Vec<_>>()
     };
-    assert_eq!(tables(audit).await, ["audit_checkpoints", "audit_records"]);
+    assert_eq!(
+        tables(audit).await,
+        [
+            "audit_checkpoints",
+            "audit_index_state",
+            "audit_keys",
+            "audit_records"
+        ]
+    );
     let main_tables = tables(main).await;
     assert!(
         main_tables.contains(&"signing_keys".to_owned()),
@@ -1034,4 +1048,471 @@ async fn sqlite_audit_log_lives_in_its_own_file() {
             std::path::PathBuf::from(expected)
         );
     }
+}
+
+// === deferred key index ===
+
+/// A log of `n` records mixing what the filters must tell apart: decisions by agent A or B on
+/// five tasks and two systems (actor = agent), grant approvals about an agent by a user (actor ≠
+/// agent), token issues by `rein`, and user records with no agent at all, one millisecond apart.
+fn mixed_records(n: u64) -> Vec<Record> {
+    let events = (1..=n)
+        .map(|i| {
+            let agent = if i % 2 == 1 { AGENT_A } else { AGENT_B };
+            let mut e = match i % 7 {
+                0 => {
+                    let mut e = Event::new(
+                        EventType::GrantApproved,
+                        actor(ActorKind::User, "sam"),
+                        "success",
+                    );
+                    e.agent = Some(agent.to_owned());
+                    e
+                }
+                3 => {
+                    let mut e = Event::new(
+                        EventType::TokenIssued,
+                        actor(ActorKind::Rein, "rein"),
+                        "success",
+                    );
+                    e.agent = Some(agent.to_owned());
+                    e
+                }
+                5 => Event::new(
+                    EventType::UserCreated,
+                    actor(ActorKind::User, if i % 2 == 0 { "sam" } else { AGENT_A }),
+                    "success",
+                ),
+                _ => decision(i),
+            };
+            if i % 7 != 5 {
+                e.task_id = Some(format!("task-{}", i % 5));
+                e.system = Some(if i % 3 == 0 { "crm" } else { "billing-db" }.to_owned());
+            }
+            e.subject = Some(format!("subject-{}", i % 4));
+            (e, at(i as i64))
+        })
+        .collect();
+    chain_onto(None, events)
+}
+
+/// What a filter must match, decided in memory from the records themselves.
+fn matches(filter: &AuditFilter, r: &Record) -> bool {
+    let e = &r.event;
+    let ms = r.time.timestamp_millis();
+    filter
+        .agent
+        .as_ref()
+        .is_none_or(|v| e.agent.as_ref() == Some(v))
+        && filter
+            .task_id
+            .as_ref()
+            .is_none_or(|v| e.task_id.as_ref() == Some(v))
+        && filter
+            .system
+            .as_ref()
+            .is_none_or(|v| e.system.as_ref() == Some(v))
+        && filter.event_type.is_none_or(|v| e.event_type == v)
+        && filter.actor.as_ref().is_none_or(|v| &e.actor.id == v)
+        && filter
+            .subject
+            .as_ref()
+            .is_none_or(|v| e.subject.as_ref() == Some(v))
+        && filter.since.is_none_or(|t| ms >= t.timestamp_millis())
+        && filter.until.is_none_or(|t| ms < t.timestamp_millis())
+}
+
+/// Filters over every indexed key alone, combined with each other and with the synchronous
+/// ones (type, subject, time).
+fn key_filters() -> Vec<AuditFilter> {
+    let some = |s: &str| Some(s.to_owned());
+    let mut filters = Vec::new();
+    for agent in [None, some(AGENT_A), some(AGENT_B)] {
+        for (task, system, actor) in [
+            (None, None, None),
+            (some("task-2"), None, None),
+            (None, some("crm"), None),
+            (None, None, some(AGENT_A)),
+            (None, None, some("sam")),
+            (None, None, some("rein")),
+            (some("task-3"), some("billing-db"), None),
+            (some("task-1"), None, some(AGENT_A)),
+        ] {
+            filters.push(AuditFilter {
+                agent: agent.clone(),
+                task_id: task,
+                system,
+                actor,
+                ..Default::default()
+            });
+        }
+    }
+    filters.push(AuditFilter {
+        agent: some(AGENT_A),
+        event_type: Some(EventType::Decision),
+        since: Some(at(10)),
+        until: Some(at(50)),
+        ..Default::default()
+    });
+    filters.push(AuditFilter {
+        actor: some("sam"),
+        subject: some("subject-3"),
+        ..Default::default()
+    });
+    filters.push(AuditFilter {
+        system: some("crm"),
+        event_type: Some(EventType::TokenIssued),
+        ..Default::default()
+    });
+    filters
+}
+
+/// Checks every filter of [`key_filters`] against `records` (the whole log): the full result,
+/// pages of several sizes, and the latest matches at several limits.
+async fn assert_filters_exact(store: &dyn Store, records: &[Record], context: &str) {
+    for filter in key_filters() {
+        let expected: Vec<u64> = records
+            .iter()
+            .filter(|r| matches(&filter, r))
+            .map(|r| r.seq)
+            .collect();
+        let all = store.audit_records(&filter, None, 10_000).await.unwrap();
+        assert_eq!(seqs(&all), expected, "{context}: {filter:?}");
+        for page in [1, 3, 7] {
+            let mut got = Vec::new();
+            let mut after = None;
+            loop {
+                let batch = store.audit_records(&filter, after, page).await.unwrap();
+                assert!(batch.len() <= page as usize);
+                let Some(last) = batch.last() else { break };
+                after = Some(last.seq);
+                got.extend(seqs(&batch));
+            }
+            assert_eq!(got, expected, "{context}: pages of {page}, {filter:?}");
+        }
+        for limit in [1, 4, 10_000] {
+            let latest = store.audit_latest(&filter, limit).await.unwrap();
+            let from = expected.len().saturating_sub(limit as usize);
+            assert_eq!(
+                seqs(&latest),
+                expected[from..],
+                "{context}: latest {limit}, {filter:?}"
+            );
+        }
+    }
+}
+
+/// Records not yet indexed are found exactly like indexed ones: the same filters give the same
+/// answers with the watermark at 0, partway through the log and at its head.
+async fn audit_filters_agree_on_both_sides_of_the_index_watermark(h: &mut Harness) {
+    let s = h.store.as_ref();
+    let records = mixed_records(70);
+    s.append(&records).await.unwrap();
+    assert_eq!(s.audit_index(0).await.unwrap(), 0, "nothing indexed yet");
+    assert_filters_exact(s, &records, "watermark 0").await;
+    assert_eq!(
+        s.audit_index(23).await.unwrap(),
+        23,
+        "the indexer stops halfway"
+    );
+    assert_filters_exact(s, &records, "watermark 23").await;
+    assert_eq!(s.audit_index(30).await.unwrap(), 53);
+    assert_filters_exact(s, &records, "watermark 53").await;
+    assert_eq!(s.audit_index(1_000).await.unwrap(), 70);
+    assert_eq!(s.audit_index(1_000).await.unwrap(), 70, "nothing left");
+    assert_filters_exact(s, &records, "watermark 70").await;
+}
+
+/// A reader paging through the log while the indexer moves the watermark past the page
+/// boundary between two pages sees every match once, in order.
+async fn audit_pages_stay_exact_while_the_index_advances(h: &mut Harness) {
+    let s = h.store.as_ref();
+    let records = mixed_records(60);
+    s.append(&records).await.unwrap();
+    for filter in key_filters() {
+        let expected: Vec<u64> = records
+            .iter()
+            .filter(|r| matches(&filter, r))
+            .map(|r| r.seq)
+            .collect();
+        // Start each filter with a fresh index: drop the entries and the watermark.
+        h.execute_raw_audit("DELETE FROM audit_keys", &[]).await;
+        h.execute_raw_audit("UPDATE audit_index_state SET indexed_through_seq = 0", &[])
+            .await;
+        let mut got = Vec::new();
+        let mut after = None;
+        loop {
+            let batch = s.audit_records(&filter, after, 2).await.unwrap();
+            let Some(last) = batch.last() else { break };
+            after = Some(last.seq);
+            got.extend(seqs(&batch));
+            s.audit_index(5).await.unwrap();
+        }
+        assert_eq!(got, expected, "{filter:?}");
+    }
+}
+
+/// A crash between writing entries and moving the watermark (simulated: entries of records
+/// 11–40 stay while the watermark goes back to 10) neither duplicates nor hides a record, and
+/// the indexer's rerun over the same range succeeds.
+async fn audit_indexer_rerun_after_a_crash_is_idempotent(h: &mut Harness) {
+    let s = h.store.as_ref();
+    let records = mixed_records(40);
+    s.append(&records).await.unwrap();
+    assert_eq!(s.audit_index(40).await.unwrap(), 40);
+    h.execute_raw_audit("UPDATE audit_index_state SET indexed_through_seq = 10", &[])
+        .await;
+    assert_eq!(s.audit_index(0).await.unwrap(), 10);
+    assert_filters_exact(s, &records, "entries above the watermark").await;
+    assert_eq!(s.audit_index(15).await.unwrap(), 25);
+    assert_filters_exact(s, &records, "rerun halfway").await;
+    assert_eq!(s.audit_index(100).await.unwrap(), 40);
+    assert_filters_exact(s, &records, "rerun to the head").await;
+
+    // Entries lost below the watermark would hide records: the index is derived data, so
+    // dropping it and resetting the watermark rebuilds it.
+    h.execute_raw_audit("DELETE FROM audit_keys", &[]).await;
+    h.execute_raw_audit("UPDATE audit_index_state SET indexed_through_seq = 0", &[])
+        .await;
+    assert_filters_exact(s, &records, "index dropped").await;
+    assert_eq!(s.audit_index(100).await.unwrap(), 40);
+    assert_filters_exact(s, &records, "index rebuilt").await;
+
+    // Restarting changes nothing either.
+    h.reopen().await;
+    assert_eq!(h.store.audit_index(0).await.unwrap(), 40);
+    assert_filters_exact(h.store.as_ref(), &records, "reopened").await;
+}
+
+/// The store indexes by itself: after more appends than its trigger, through the group-commit
+/// writer, the watermark moves without anyone asking (awaited by polling the store's own
+/// answer, not by sleeping a fixed time), and the filters are exact throughout.
+async fn audit_index_catches_up_after_many_appends(h: &mut Harness) {
+    let s = h.store.clone();
+    let all = decisions(None, 9_000);
+    for chunk in all.chunks(500) {
+        s.append(chunk).await.unwrap();
+    }
+    let filter = AuditFilter {
+        agent: Some(AGENT_A.to_owned()),
+        task_id: Some("task-3".to_owned()),
+        ..Default::default()
+    };
+    let expected: Vec<u64> = all
+        .iter()
+        .filter(|r| matches(&filter, r))
+        .map(|r| r.seq)
+        .collect();
+    let got = s.audit_records(&filter, None, 10_000).await.unwrap();
+    assert_eq!(seqs(&got), expected);
+    // The store's indexer started after 4,096 appends; wait until it has caught up at least to
+    // there (it yields between chunks, so poll with a yield, no fixed sleep).
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while s.audit_index(0).await.unwrap() < 4_096 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the store's indexer never ran");
+    let got = s.audit_records(&filter, None, 10_000).await.unwrap();
+    assert_eq!(seqs(&got), expected);
+    let latest = s.audit_latest(&filter, 3).await.unwrap();
+    assert_eq!(seqs(&latest), expected[expected.len() - 3..]);
+}
+
+/// Two replicas index the same log at once while a third appends to it: every record ends up
+/// indexed once (the primary key would refuse a duplicate entry, and the count matches), the
+/// watermark only moves forward, and the filters stay exact throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_indexers_racing_index_each_record_once() {
+    let Some(h) = Harness::postgres().await else {
+        return;
+    };
+    let records = mixed_records(1_200);
+    let (a, b) = (h.replica().await, h.replica().await);
+    let appender = {
+        let store = h.store.clone();
+        let records = records.clone();
+        tokio::spawn(async move {
+            for chunk in records.chunks(100) {
+                store.append(chunk).await.unwrap();
+            }
+        })
+    };
+    let indexer = |store: Arc<dyn Store>| {
+        tokio::spawn(async move {
+            let mut last = 0;
+            let mut seen = Vec::new();
+            while last < 1_200 {
+                let now = store.audit_index(70).await.unwrap();
+                assert!(now >= last, "the watermark went back from {last} to {now}");
+                last = now;
+                seen.push(now);
+                tokio::task::yield_now().await;
+            }
+            seen
+        })
+    };
+    let (ia, ib) = (indexer(a.clone()), indexer(b.clone()));
+    appender.await.unwrap();
+    let (sa, sb) = (ia.await.unwrap(), ib.await.unwrap());
+    eprintln!("indexer runs: {} and {}", sa.len(), sb.len());
+    assert_filters_exact(h.store.as_ref(), &records, "after racing indexers").await;
+
+    let expected_entries: usize = records
+        .iter()
+        .map(|r| {
+            let e = &r.event;
+            usize::from(e.agent.is_some())
+                + usize::from(e.task_id.is_some())
+                + usize::from(e.system.is_some())
+                + usize::from(e.agent.as_ref() != Some(&e.actor.id))
+        })
+        .sum();
+    let Backend::Postgres { url, schema } = &h.backend else {
+        unreachable!()
+    };
+    let mut conn = PgConnection::connect(url).await.unwrap();
+    use sqlx::Row;
+    let entries: i64 = sqlx::query(&format!("SELECT count(*) FROM \"{schema}\".audit_keys"))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(entries as usize, expected_entries);
+    h.cleanup().await;
+}
+
+/// Applies the migrations in `dir` numbered below `below` (an older Rein's schema) with the
+/// given pool, by copying them to a directory of their own.
+async fn migrate_below<DB: sqlx::Database>(dir: &str, below: &str, pool: &sqlx::Pool<DB>)
+where
+    DB::Connection: sqlx::migrate::Migrate,
+{
+    let old = tempfile::tempdir().unwrap();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    for entry in std::fs::read_dir(source).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        if name.as_str() < below {
+            std::fs::copy(entry.path(), old.path().join(&name)).unwrap();
+        }
+    }
+    sqlx::migrate::Migrator::new(old.path())
+        .await
+        .unwrap()
+        .run(pool)
+        .await
+        .unwrap();
+}
+
+/// Inserts `records` as an older Rein stored them (the same row layout, no key index).
+async fn insert_old_rows<'c, E>(conn: E, records: &[Record])
+where
+    E: sqlx::Executor<'c> + Copy,
+    for<'q> <E::Database as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, E::Database>,
+    i64: sqlx::Type<E::Database> + for<'q> sqlx::Encode<'q, E::Database>,
+    String: sqlx::Type<E::Database> + for<'q> sqlx::Encode<'q, E::Database>,
+    Option<String>: sqlx::Type<E::Database> + for<'q> sqlx::Encode<'q, E::Database>,
+{
+    for r in records {
+        let e = &r.event;
+        sqlx::query(
+            "INSERT INTO audit_records (seq, time_ms, event_type, actor, agent, task_id, system, \
+             subject, hash, doc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(r.seq as i64)
+        .bind(r.time.timestamp_millis())
+        .bind(e.event_type.as_str().to_owned())
+        .bind(e.actor.id.clone())
+        .bind(e.agent.clone())
+        .bind(e.task_id.clone())
+        .bind(e.system.clone())
+        .bind(e.subject.clone())
+        .bind(r.hash.to_hex())
+        .bind(serde_json::to_string(r).unwrap())
+        .execute(conn)
+        .await
+        .unwrap();
+    }
+}
+
+/// A log written before the key index existed is indexed by the migration: its records are
+/// below the watermark from the start, found through the index, and the log continues.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_log_of_an_older_release_is_indexed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = dir.path().join("rein.db");
+    let records = mixed_records(50);
+    {
+        let pool = sqlx::SqlitePool::connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(SqliteStore::audit_path(&main))
+                .create_if_missing(true),
+        )
+        .await
+        .unwrap();
+        migrate_below("migrations/sqlite-audit", "0003", &pool).await;
+        insert_old_rows(&pool, &records).await;
+        pool.close().await;
+    }
+    let store = SqliteStore::open(&main).await.unwrap();
+    assert_eq!(
+        store.audit_index(0).await.unwrap(),
+        50,
+        "indexed by the migration"
+    );
+    assert_filters_exact(&store, &records, "migrated").await;
+    let more = chain_onto(head_of(&records), vec![(decision(51), at(51))]);
+    store.append(&more).await.unwrap();
+    let all: Vec<Record> = records.iter().chain(&more).cloned().collect();
+    assert_filters_exact(&store, &all, "migrated and appended").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_log_of_an_older_release_is_indexed_at_connect() {
+    let url = crate::postgres_url();
+    if PgConnection::connect(&url).await.is_err() {
+        assert_ne!(
+            std::env::var("REIN_REQUIRE_POSTGRES").as_deref(),
+            Ok("1"),
+            "PostgreSQL is unreachable"
+        );
+        return;
+    }
+    let schema = crate::fresh_schema();
+    let records = mixed_records(50);
+    {
+        let mut conn = PgConnection::connect(&url).await.unwrap();
+        sqlx::query(&format!("CREATE SCHEMA \"{schema}\""))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let options = <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(&url)
+            .unwrap()
+            .options([("search_path", schema.as_str())]);
+        let pool = sqlx::PgPool::connect_with(options).await.unwrap();
+        migrate_below("migrations/postgres", "0004", &pool).await;
+        insert_old_rows(&pool, &records).await;
+        pool.close().await;
+    }
+    let store = rein_store::PgStore::connect_with_schema(&url, &schema)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.audit_index(0).await.unwrap(),
+        50,
+        "indexed by the migration"
+    );
+    assert_filters_exact(&store, &records, "migrated").await;
+    let more = chain_onto(head_of(&records), vec![(decision(51), at(51))]);
+    store.append(&more).await.unwrap();
+    let all: Vec<Record> = records.iter().chain(&more).cloned().collect();
+    assert_filters_exact(&store, &all, "migrated and appended").await;
+    drop(store);
+    let mut conn = PgConnection::connect(&url).await.unwrap();
+    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
 }
