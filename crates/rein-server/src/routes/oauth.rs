@@ -55,17 +55,9 @@ pub(crate) async fn introspect(
     State(state): State<AppState>,
     body: Bytes,
 ) -> Response {
-    let mut token = None;
-    for (k, v) in form_urlencoded::parse(&body) {
-        if k == "token" {
-            if token.is_some() {
-                return oauth_error(&OAuthError::InvalidRequest("`token` appears twice".into()));
-            }
-            token = Some(v.into_owned());
-        }
-    }
-    let Some(token) = token.filter(|t| !t.is_empty()) else {
-        return oauth_error(&OAuthError::InvalidRequest("`token` is required".into()));
+    let token = match form_token(&body) {
+        Ok(token) => token,
+        Err(e) => return oauth_error(&e),
     };
     let inactive = || no_store(axum::Json(serde_json::json!({"active": false})).into_response());
     // The audience is the one the token names; its signature, issuer and lifetime are checked.
@@ -97,17 +89,9 @@ pub(crate) async fn revoke(
     State(state): State<AppState>,
     body: Bytes,
 ) -> Response {
-    let mut token = None;
-    for (k, v) in form_urlencoded::parse(&body) {
-        if k == "token" {
-            if token.is_some() {
-                return oauth_error(&OAuthError::InvalidRequest("`token` appears twice".into()));
-            }
-            token = Some(v.into_owned());
-        }
-    }
-    let Some(token) = token.filter(|t| !t.is_empty()) else {
-        return oauth_error(&OAuthError::InvalidRequest("`token` is required".into()));
+    let token = match form_token(&body) {
+        Ok(token) => token,
+        Err(e) => return oauth_error(&e),
     };
     let Some(claims) = unverified_claims(&token) else {
         return StatusCode::OK.into_response();
@@ -138,6 +122,22 @@ pub(crate) async fn revoke(
         Err(rein_registry::Error::NotFound { .. }) => StatusCode::OK.into_response(),
         Err(e) => crate::error::ApiError::from(e).into_response(),
     }
+}
+
+/// The one `token` parameter of an introspection or revocation form (RFC 7662, RFC 7009).
+fn form_token(body: &[u8]) -> Result<String, OAuthError> {
+    let mut token = None;
+    for (k, v) in form_urlencoded::parse(body) {
+        if k == "token" {
+            if token.is_some() {
+                return Err(OAuthError::InvalidRequest("`token` appears twice".into()));
+            }
+            token = Some(v.into_owned());
+        }
+    }
+    token
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| OAuthError::InvalidRequest("`token` is required".into()))
 }
 
 /// The claims of a compact JWT, read without verifying anything.
