@@ -127,7 +127,10 @@ fn main() {
     let form = |assertion: &str| {
         form_urlencoded::Serializer::new(String::new())
             .append_pair("grant_type", "client_credentials")
-            .append_pair("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+            .append_pair(
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            )
             .append_pair("client_assertion", assertion)
             .append_pair("resource", "rein:system:db")
             .append_pair("scope", "query")
@@ -144,7 +147,12 @@ fn main() {
         // Enough fresh assertions for the run (each jti is accepted once).
         let budget = ((sign * secs * 2.0) as usize).clamp(1_000, 400_000);
         let forms: Vec<String> = (0..budget)
-            .map(|_| form(&key.assertion(&agent, &audience, chrono::Utc::now(), 300).unwrap()))
+            .map(|_| {
+                form(
+                    &key.assertion(&agent, &audience, chrono::Utc::now(), 300)
+                        .unwrap(),
+                )
+            })
             .collect();
         let forms = Arc::new(forms);
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -153,8 +161,12 @@ fn main() {
         let issued: usize = runtime.block_on(async {
             let tasks: Vec<_> = (0..c)
                 .map(|_| {
-                    let (pdp, issuer, forms, next) =
-                        (Arc::clone(&pdp), Arc::clone(&issuer), Arc::clone(&forms), Arc::clone(&next));
+                    let (pdp, issuer, forms, next) = (
+                        Arc::clone(&pdp),
+                        Arc::clone(&issuer),
+                        Arc::clone(&forms),
+                        Arc::clone(&next),
+                    );
                     tokio::spawn(async move {
                         let mut n = 0usize;
                         while Instant::now() < deadline {

@@ -46,8 +46,11 @@ struct Inner {
     grant_versions: HashMap<GrantId, Version>,
     /// Live (`active`) grants by agent, then system.
     grants: HashMap<AgentId, HashMap<SystemName, Arc<[Grant]>>>,
-    /// Every revocation seen, with its version.
+    /// The revocations in force, with their versions.
     revocations: HashMap<String, (Version, Arc<Revocation>)>,
+    /// The newest version seen of every revocation, pruned or not, so that a stale copy of a
+    /// lifted revocation is recognised as stale.
+    revocation_versions: HashMap<String, Version>,
     /// The revocations not lifted, indexed for O(1) checks; rebuilt on every change.
     revoked: Revoked,
 }
@@ -167,23 +170,28 @@ impl FactsCache {
 
 impl Inner {
     fn revocation(&mut self, revocation: Revocation, version: Version) {
-        match self.revocations.get(&revocation.id) {
-            Some((held, _)) if *held >= version => {}
-            _ => {
-                self.revocations
-                    .insert(revocation.id.clone(), (version, Arc::new(revocation)));
-            }
+        if self
+            .revocation_versions
+            .get(&revocation.id)
+            .is_some_and(|held| *held >= version)
+        {
+            return;
         }
+        self.revocation_versions
+            .insert(revocation.id.clone(), version);
+        self.revocations
+            .insert(revocation.id.clone(), (version, Arc::new(revocation)));
     }
 
-    /// Rebuilds the index of revocations not lifted (one that became moot covers only
-    /// expired tokens, so keeping it until the next rebuild changes nothing).
+    /// Rebuilds the index of the revocations in force, and prunes those that are moot (lifted,
+    /// or covering only tokens that have all expired): a revocation that became moot since the
+    /// last rebuild covers only expired tokens, so keeping it until the next one changes
+    /// nothing. A pruned revocation that a later reload brings back is pruned again.
     fn reindex(&mut self) {
+        let now = Utc::now();
+        self.revocations.retain(|_, (_, rev)| rev.in_force(now));
         let mut r = Revoked::default();
         for (_, rev) in self.revocations.values() {
-            if rev.lifted.is_some() {
-                continue;
-            }
             match &rev.target {
                 RevocationTarget::Token { jti, .. } => {
                     r.tokens.insert(jti.clone());
@@ -345,5 +353,59 @@ mod tests {
         cache.grant_written(&grant(1, GrantStatus::Active), 2);
         assert_eq!(live(&cache).len(), 2);
         assert_eq!(cache.counts(), (0, 0, 2));
+    }
+}
+
+#[cfg(test)]
+mod revocation_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use rein_core::revocation::{Revocation, RevocationTarget};
+
+    use super::*;
+
+    #[test]
+    fn moot_and_lifted_revocations_are_pruned_from_the_index() {
+        let cache = FactsCache::default();
+        let agent: AgentId = "spiffe://rein.local/agent/payments/bot/prod"
+            .parse()
+            .unwrap();
+        let now = Utc::now();
+        let token = |jti: &str, expires_at| RevocationTarget::Token {
+            agent: agent.clone(),
+            jti: jti.into(),
+            expires_at: Some(expires_at),
+        };
+        let live = Revocation::new(
+            [1; 16],
+            token("live", now + chrono::Duration::minutes(5)),
+            "x",
+            "a".parse().unwrap(),
+            now,
+        )
+        .unwrap();
+        let gone = Revocation::new(
+            [2; 16],
+            token("gone", now - chrono::Duration::seconds(1)),
+            "x",
+            "a".parse().unwrap(),
+            now,
+        )
+        .unwrap();
+        cache.revocation_written(&live, 1);
+        cache.revocation_written(&gone, 1);
+        let facts = |jti| TokenFacts {
+            agent: &agent,
+            jti,
+            task_id: "t",
+            issued_at: now,
+        };
+        assert!(cache.token_revoked(facts("live")).unwrap());
+        assert!(!cache.token_revoked(facts("gone")).unwrap());
+        assert_eq!(
+            cache.inner.read().unwrap().revocations.len(),
+            1,
+            "the moot one is pruned"
+        );
     }
 }
