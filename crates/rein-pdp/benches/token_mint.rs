@@ -147,7 +147,10 @@ fn main() {
     let (agent_record, grants) = runtime.block_on(async {
         let admin = actor("admin", Role::Admin, &[]);
         let registry = pdp.registry();
-        let a = registry.agent(&admin, &AGENT.parse().unwrap()).await.unwrap();
+        let a = registry
+            .agent(&admin, &AGENT.parse().unwrap())
+            .await
+            .unwrap();
         let g = registry.grants(&admin, &Default::default()).await.unwrap();
         (a, g)
     });

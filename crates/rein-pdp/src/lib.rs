@@ -16,6 +16,7 @@ pub mod budget;
 mod error;
 mod facts;
 mod policies;
+mod replicas;
 mod tokens;
 mod watch;
 
@@ -36,6 +37,7 @@ use serde::{Deserialize, Serialize};
 pub use error::Error;
 pub use facts::{FactsCache, FactsUnavailable, Lookup, TokenFacts};
 pub use policies::{load_dir, LoadError, Loaded, PolicySource};
+pub use replicas::Follow;
 pub use tokens::Issuer;
 pub use watch::Watch;
 

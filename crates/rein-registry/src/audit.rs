@@ -250,11 +250,28 @@ impl Registry {
         }
     }
 
+    /// Tells other replicas (through the store) that a record changed, so that their copies
+    /// are re-read now rather than at their next full reload. Best effort, in the background:
+    /// a lost announcement only delays another replica until that reload.
+    fn announce(&self, kind: &'static str, key: String) {
+        let store = std::sync::Arc::clone(&self.store);
+        tokio::spawn(async move {
+            let change = rein_store::Change {
+                kind: kind.to_owned(),
+                key,
+            };
+            if let Err(e) = store.announce(&change).await {
+                tracing::warn!(error = %e, kind, "could not announce a change to other replicas");
+            }
+        });
+    }
+
     /// Tells the observers that `agent` is now at `version`.
     pub(crate) fn agent_written(&self, agent: &Agent, version: Version) {
         for o in self.observers.iter() {
             o.agent_written(agent, version);
         }
+        self.announce("agent", agent.id.to_string());
     }
 
     /// Tells the observers that `system` is now at `version`.
@@ -262,6 +279,7 @@ impl Registry {
         for o in self.observers.iter() {
             o.system_written(system, version);
         }
+        self.announce("system", system.name.to_string());
     }
 
     /// Tells the observers that `revocation` is now at `version`.
@@ -273,6 +291,7 @@ impl Registry {
         for o in self.observers.iter() {
             o.revocation_written(revocation, version);
         }
+        self.announce("revocation", revocation.id.clone());
     }
 
     /// Tells the observers that `grant` is now at `version`.
@@ -280,6 +299,7 @@ impl Registry {
         for o in self.observers.iter() {
             o.grant_written(grant, version);
         }
+        self.announce("grant", grant.id.to_string());
     }
 }
 

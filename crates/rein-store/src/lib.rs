@@ -66,6 +66,18 @@ pub type Version = i64;
 /// The version of a record just inserted.
 pub const INITIAL_VERSION: Version = 1;
 
+/// A record another replica may hold a copy of changed: what to re-read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// `agent`, `system`, `grant` or `revocation`.
+    pub kind: String,
+    /// The record's key.
+    pub key: String,
+}
+
+/// Changes announced by other replicas, as they arrive ([`Store::listen`]).
+pub type Changes = tokio::sync::mpsc::Receiver<Change>;
+
 /// The records decisions depend on, read in one pass ([`Store::decision_facts`]).
 #[derive(Debug, Clone, Default)]
 pub struct DecisionFacts {
@@ -243,6 +255,13 @@ pub trait Store: AuditStore + Send + Sync + 'static {
     /// Every agent, system and revocation and every grant stored as `active` (some may be past
     /// `expires_at`), with their versions: what the decision path keeps in memory.
     async fn decision_facts(&self) -> Result<DecisionFacts, StoreError>;
+
+    /// Tells other replicas sharing this database that a record changed (PostgreSQL
+    /// `NOTIFY`; nothing on SQLite, which one process serves).
+    async fn announce(&self, change: &Change) -> Result<(), StoreError>;
+    /// The changes other replicas announce, from now on (PostgreSQL `LISTEN`); `None` where
+    /// there are no other replicas (SQLite).
+    async fn listen(&self) -> Result<Option<Changes>, StoreError>;
 
     /// Inserts a revocation.
     async fn insert_revocation(&self, revocation: &Revocation) -> Result<(), StoreError>;

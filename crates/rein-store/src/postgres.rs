@@ -31,6 +31,10 @@ static POSTGRES: Dialect = Dialect {
 /// another replica extended the head first.
 pub struct PgStore {
     sql: SqlStore<Postgres>,
+    /// For `LISTEN`: a pool of its own, so a listener never holds a query connection.
+    pool: sqlx::PgPool,
+    /// The notification channel: one per schema, since notifications are database-wide.
+    channel: String,
 }
 
 impl PgStore {
@@ -94,16 +98,19 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Migration(e.to_string()))?;
+        let channel = format!("rein_changes_{}", schema.unwrap_or("public"));
         let main = Pools {
             read: pool.clone(),
             write: pool.clone(),
         };
         let audit = Pools {
             read: pool.clone(),
-            write: pool,
+            write: pool.clone(),
         };
         Ok(Self {
             sql: SqlStore::new(main, audit, &POSTGRES),
+            pool,
+            channel,
         })
     }
 }
@@ -112,6 +119,62 @@ impl PgStore {
 fn parse(url: &str) -> Result<PgConnectOptions, StoreError> {
     PgConnectOptions::from_str(url)
         .map_err(|e| StoreError::Database(format!("invalid PostgreSQL URL: {e}")))
+}
+
+/// Longest `kind:key` payload sent; PostgreSQL's limit is 8,000 bytes.
+const MAX_PAYLOAD: usize = 4096;
+
+impl PgStore {
+    /// `NOTIFY` the schema's channel with `kind:key`; delivered to listeners on commit.
+    async fn announce_change(&self, change: &crate::Change) -> Result<(), StoreError> {
+        let payload = format!("{}:{}", change.kind, change.key);
+        if payload.len() > MAX_PAYLOAD {
+            return Err(StoreError::Database("change announcement too long".into()));
+        }
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(&self.channel)
+            .bind(payload)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// `LISTEN` on the schema's channel; a task forwards what arrives. The listener reconnects
+    /// by itself after a lost connection (what was announced meanwhile is picked up by the
+    /// periodic full reload).
+    async fn listen_changes(&self) -> Result<Option<crate::Changes>, StoreError> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool)
+            .await
+            .map_err(db_error)?;
+        listener.listen(&self.channel).await.map_err(db_error)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4096);
+        tokio::spawn(async move {
+            loop {
+                match listener.recv().await {
+                    Ok(n) => {
+                        if let Some((kind, key)) = n.payload().split_once(':') {
+                            let change = crate::Change {
+                                kind: kind.to_owned(),
+                                key: key.to_owned(),
+                            };
+                            if tx.send(change).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "listening for other replicas' changes failed; retrying");
+                        if tx.is_closed() {
+                            return;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        });
+        Ok(Some(rx))
+    }
 }
 
 delegate_store!(PgStore);

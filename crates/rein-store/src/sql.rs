@@ -708,6 +708,12 @@ macro_rules! delegate_store {
             async fn decision_facts(&self) -> Result<$crate::DecisionFacts, $crate::StoreError> {
                 self.sql.decision_facts().await
             }
+            async fn announce(&self, change: &$crate::Change) -> Result<(), $crate::StoreError> {
+                self.announce_change(change).await
+            }
+            async fn listen(&self) -> Result<Option<$crate::Changes>, $crate::StoreError> {
+                self.listen_changes().await
+            }
             async fn insert_revocation(
                 &self,
                 r: &rein_core::revocation::Revocation,

@@ -110,4 +110,16 @@ async fn pools(path: &Path, migrator: &Migrator) -> Result<Pools<Sqlite>, StoreE
     Ok(Pools { read, write })
 }
 
+impl SqliteStore {
+    /// One process serves a SQLite database: nobody to tell.
+    async fn announce_change(&self, _change: &crate::Change) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// One process serves a SQLite database: nothing to hear.
+    async fn listen_changes(&self) -> Result<Option<crate::Changes>, StoreError> {
+        Ok(None)
+    }
+}
+
 delegate_store!(SqliteStore);

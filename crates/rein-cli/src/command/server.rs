@@ -228,6 +228,10 @@ async fn serve(
     let _watch = pdp
         .watch_policies()
         .context("watching the policies directory")?;
+    let _follow = pdp
+        .follow_replicas()
+        .await
+        .context("listening for other replicas' changes")?;
     let sweeper = tokio::spawn(sweep_expiries(
         pdp.registry().clone(),
         settings.expiry_sweep,

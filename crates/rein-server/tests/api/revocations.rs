@@ -186,3 +186,91 @@ async fn each_revocation_takes_effect_on_the_next_check_and_survives_a_restart()
         w.srv.cleanup().await;
     }
 }
+
+/// A second replica over the same PostgreSQL database: its own registry, audit appender and
+/// decision point, following the first's announcements.
+#[tokio::test]
+async fn a_revocation_reaches_another_replica_at_once() {
+    let Some(pg) = backends()
+        .into_iter()
+        .find(|b| matches!(b, common::Backend::Postgres(_)))
+    else {
+        return; // no PostgreSQL and not required: `backends()` said so already
+    };
+    let w = World::new(&pg).await.unwrap();
+    let srv = &w.srv;
+    let store: std::sync::Arc<dyn rein_store::Store> = srv.store.clone();
+    let master = rein_keys::MasterKey::from_bytes(srv.master_bytes);
+    let audit = rein_registry::keys::open_audit_log(
+        store.clone(),
+        &master,
+        rein_audit::LogConfig::default(),
+    )
+    .await
+    .unwrap();
+    let other = rein_registry::Registry::new(
+        store,
+        rein_registry::RegistryConfig::default(),
+        srv.clock.clone(),
+        audit,
+    );
+    let replica = rein_pdp::Pdp::start(other, None).await.unwrap();
+    let _follow = replica.follow_replicas().await.unwrap().unwrap();
+    let agent: rein_core::id::AgentId = PROD_AGENT.parse().unwrap();
+    assert!(replica
+        .facts()
+        .revoked_call(&agent, None)
+        .unwrap()
+        .is_none());
+
+    // Revoked through the first replica's API: the second sees it without a reload.
+    let started = std::time::Instant::now();
+    srv.post(
+        &w.alice,
+        "/v1/revocations",
+        revocation(json!({"kind": "team", "team": "payments"})),
+    )
+    .await
+    .ok(201);
+    let deadline = started + std::time::Duration::from_secs(10);
+    while replica
+        .facts()
+        .revoked_call(&agent, None)
+        .unwrap()
+        .is_none()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other replica never saw the revocation"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    eprintln!(
+        "revocation visible on the other replica after {:?}",
+        started.elapsed()
+    );
+
+    // A suspension too.
+    srv.post(
+        &w.frank,
+        &format!("{PROD_AGENT_PATH}/suspend"),
+        json!({"reason": "incident"}),
+    )
+    .await
+    .ok(200);
+    let suspended = |r: &rein_pdp::Pdp| {
+        r.facts()
+            .lookup(&agent, &"billing-db".parse().unwrap())
+            .unwrap()
+            .agent
+            .is_some_and(|a| a.status == rein_core::agent::AgentStatus::Suspended)
+    };
+    while !suspended(&replica) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other replica never saw the suspension"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    w.srv.cleanup().await;
+}

@@ -263,6 +263,8 @@ delegate! {
         fn system(&self, name: &SystemName) -> Option<Versioned<System>>;
         fn systems(&self) -> Vec<System>;
         fn decision_facts(&self) -> DecisionFacts;
+        fn announce(&self, change: &rein_store::Change) -> ();
+        fn listen(&self) -> Option<rein_store::Changes>;
         fn insert_revocation(&self, r: &Revocation) -> ();
         fn revocation(&self, id: &str) -> Option<Versioned<Revocation>>;
         fn revocations(&self) -> Vec<Revocation>;
@@ -329,6 +331,8 @@ pub struct Server {
     shutdown: Option<oneshot::Sender<()>>,
     data: Data,
     _watch: Option<rein_pdp::Watch>,
+    /// The master key's bytes, for a second replica over the same store.
+    pub master_bytes: [u8; 32],
 }
 
 impl Drop for Server {
@@ -364,7 +368,8 @@ impl Server {
             checkpoint_every_records: CHECKPOINT_EVERY,
             ..LogConfig::default()
         };
-        let master = MasterKey::from_bytes(rand::random());
+        let master_bytes: [u8; 32] = rand::random();
+        let master = MasterKey::from_bytes(master_bytes);
         let audit = rein_registry::keys::open_audit_log(store.clone(), &master, log_config)
             .await
             .unwrap();
@@ -408,6 +413,7 @@ impl Server {
             shutdown: Some(tx),
             data,
             _watch: watch,
+            master_bytes,
         })
     }
 
