@@ -42,10 +42,12 @@ impl Issuer {
     pub async fn open(registry: &Registry, master: MasterKey, issuer: &str) -> Result<Self, Error> {
         let issuer = issuer.trim_end_matches('/').to_owned();
         let keys = load_keys(registry, &master).await?;
+        let replay = ReplayCache::default();
+        remember_recent_assertions(registry, &replay).await?;
         Ok(Self {
             assertions: AssertionPolicy::new(rein_oauth::token_endpoint(&issuer)),
             keys: ArcSwap::from_pointee(keys),
-            replay: ReplayCache::default(),
+            replay,
             master,
             issuer,
         })
@@ -90,6 +92,45 @@ impl Issuer {
     pub fn metadata(&self) -> serde_json::Value {
         rein_oauth::authorization_server_metadata(&self.issuer)
     }
+}
+
+/// Seconds an assertion that was used may still be presented again: its longest lifetime
+/// (5 minutes) plus the clock skew allowed (1 minute).
+const ASSERTION_REPLAY_WINDOW_SECS: i64 = 360;
+
+/// Fills the replay cache with the assertions behind the tokens issued in the last
+/// [`ASSERTION_REPLAY_WINDOW_SECS`] (the `assertion_jti` of their `token.issued` records), so
+/// that a restart does not reopen the window for replaying them.
+async fn remember_recent_assertions(
+    registry: &Registry,
+    replay: &ReplayCache,
+) -> Result<(), Error> {
+    let now = registry.now();
+    let filter = rein_store::AuditFilter {
+        event_type: Some(EventType::TokenIssued),
+        since: Some(now - chrono::Duration::seconds(ASSERTION_REPLAY_WINDOW_SECS)),
+        ..rein_store::AuditFilter::default()
+    };
+    let mut after = None;
+    loop {
+        let page = registry
+            .store()
+            .audit_records(&filter, after, 1000)
+            .await
+            .map_err(|e| Error::Registry(e.into()))?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.seq);
+        for r in &page {
+            let (Some(agent), Some(jti)) = (&r.event.agent, r.event.details.get("assertion_jti"))
+            else {
+                continue;
+            };
+            let expires = r.time + chrono::Duration::seconds(ASSERTION_REPLAY_WINDOW_SECS);
+            // A jti already known is fine: it is refused either way.
+            let _ = replay.check_and_insert(agent, jti, expires, now);
+        }
+    }
+    Ok(())
 }
 
 async fn load_keys(registry: &Registry, master: &MasterKey) -> Result<Keys, Error> {

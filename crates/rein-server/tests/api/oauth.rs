@@ -225,6 +225,17 @@ async fn an_agent_gets_a_task_scoped_token_with_its_own_key() {
     }
 }
 
+fn urlencode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 fn strings(v: &Value) -> Vec<&str> {
     v.as_array()
         .unwrap()
@@ -247,6 +258,36 @@ async fn token_requests_are_refused_with_the_rfc_error_codes() {
         let again = token_request(srv, &once).await;
         assert!(again.status == 400 || again.status == 401, "{}", again.text);
         assert!(again.body["error"].is_string());
+        // ...and after a restart: the issuer remembers recent assertions from the audit log.
+        let restarted = rein_pdp::Pdp::start(srv.registry.clone(), None)
+            .await
+            .unwrap();
+        let issuer = rein_pdp::Issuer::open(
+            restarted.registry(),
+            rein_keys::MasterKey::from_bytes(srv.master_bytes),
+            &srv.base,
+        )
+        .await
+        .unwrap();
+        let body: String = once
+            .iter()
+            .map(|(k, v)| format!("{}={}", k, urlencode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let replayed = restarted.issue_token(&issuer, body.as_bytes()).await;
+        assert!(
+            replayed.is_err(),
+            "a used assertion is refused after a restart"
+        );
+        let fresh = ok(&claims(srv, PROD_AGENT))
+            .iter()
+            .map(|(k, v)| format!("{}={}", k, urlencode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        restarted
+            .issue_token(&issuer, fresh.as_bytes())
+            .await
+            .unwrap();
 
         // Scope beyond the grants, named in the description.
         let r = token_request(
