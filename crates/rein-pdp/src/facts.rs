@@ -59,10 +59,30 @@ struct Inner {
 #[derive(Debug, Default)]
 struct Revoked {
     tokens: HashSet<String>,
-    tasks: HashSet<(AgentId, String)>,
+    tasks: HashMap<AgentId, HashSet<String>>,
     teams: HashMap<TeamName, String>,
     environments: HashMap<Environment, String>,
     issued_before: Option<DateTime<Utc>>,
+}
+
+impl Revoked {
+    /// Why a call of `agent` in `task` is revoked, if it is; allocates only to say why.
+    fn call(&self, agent: &AgentId, task: Option<&str>) -> Option<String> {
+        if let Some(id) = self.teams.get(agent.team()) {
+            return Some(format!("team `{}` is revoked ({id})", agent.team()));
+        }
+        if let Some(id) = self.environments.get(agent.environment()) {
+            return Some(format!(
+                "environment `{}` is revoked ({id})",
+                agent.environment()
+            ));
+        }
+        let task = task?;
+        self.tasks
+            .get(agent)
+            .is_some_and(|tasks| tasks.contains(task))
+            .then(|| format!("task `{task}` is revoked"))
+    }
 }
 
 /// What a revocation check needs of an access token.
@@ -112,33 +132,17 @@ impl FactsCache {
         task: Option<&str>,
     ) -> Result<Option<String>, FactsUnavailable> {
         let inner = self.inner.read().map_err(|_| FactsUnavailable)?;
-        let r = &inner.revoked;
-        if let Some(id) = r.teams.get(agent.team()) {
-            return Ok(Some(format!("team `{}` is revoked ({id})", agent.team())));
-        }
-        if let Some(id) = r.environments.get(agent.environment()) {
-            return Ok(Some(format!(
-                "environment `{}` is revoked ({id})",
-                agent.environment()
-            )));
-        }
-        if let Some(task) = task {
-            if r.tasks.contains(&(agent.clone(), task.to_owned())) {
-                return Ok(Some(format!("task `{task}` is revoked")));
-            }
-        }
-        Ok(None)
+        Ok(inner.revoked.call(agent, task))
     }
 
     /// Whether a revocation covers an access token: its `jti`, its task, its agent's team or
     /// environment, or a cut-off after it was issued.
     pub fn token_revoked(&self, t: TokenFacts<'_>) -> Result<bool, FactsUnavailable> {
-        if self.revoked_call(t.agent, Some(t.task_id))?.is_some() {
-            return Ok(true);
-        }
         let inner = self.inner.read().map_err(|_| FactsUnavailable)?;
         let r = &inner.revoked;
-        Ok(r.tokens.contains(t.jti) || r.issued_before.is_some_and(|cut| t.issued_at < cut))
+        Ok(r.call(t.agent, Some(t.task_id)).is_some()
+            || r.tokens.contains(t.jti)
+            || r.issued_before.is_some_and(|cut| t.issued_at < cut))
     }
 
     /// The agent, the system, and the agent's live grants on it.
@@ -197,7 +201,10 @@ impl Inner {
                     r.tokens.insert(jti.clone());
                 }
                 RevocationTarget::Task { agent, task_id } => {
-                    r.tasks.insert((agent.clone(), task_id.clone()));
+                    r.tasks
+                        .entry(agent.clone())
+                        .or_default()
+                        .insert(task_id.clone());
                 }
                 RevocationTarget::Team { team } => {
                     r.teams.insert(team.clone(), rev.id.clone());

@@ -24,14 +24,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use rein_audit::{ActorKind, Event, EventType};
+use rein_audit::{Event, EventType};
 use rein_core::authz::Actor;
 use rein_core::id::{ActionName, AgentId, SystemName};
 use rein_policy::{
     decide, ApprovalEvidence, Decision, Facts, Outcome, Request, RequestContext, Rule,
     ShadowEffect, StepUp,
 };
-use rein_registry::Registry;
+use rein_registry::{actor, Registry};
 use serde::{Deserialize, Serialize};
 
 pub use error::Error;
@@ -241,7 +241,7 @@ impl Pdp {
     ) -> Result<Authorization, Error> {
         actor.require_decision_requester(&request.agent)?;
         let prepared = prepare(request)?;
-        Ok(self.decide_and_record(user_actor(actor), prepared).await)
+        Ok(self.decide_and_record(actor::user(actor), prepared).await)
     }
 
     /// Decides one request of an agent presenting its access token (already verified for the
@@ -277,11 +277,9 @@ impl Pdp {
             Some(_) => {}
         }
         let prepared = prepare(request)?;
-        let by = rein_audit::Actor {
-            kind: ActorKind::Agent,
-            id: token.sub.to_string(),
-        };
-        Ok(self.decide_and_record(by, prepared).await)
+        Ok(self
+            .decide_and_record(actor::agent(&token.sub), prepared)
+            .await)
     }
 
     /// Decides up to [`MAX_BATCH`] requests; all are checked before any is decided, so a
@@ -291,12 +289,7 @@ impl Pdp {
         actor: &Actor,
         requests: Vec<AuthorizeRequest>,
     ) -> Result<Vec<Authorization>, Error> {
-        if requests.is_empty() || requests.len() > MAX_BATCH {
-            return Err(Error::invalid(
-                "requests",
-                format!("must hold 1 to {MAX_BATCH} requests"),
-            ));
-        }
+        check_batch(requests.len())?;
         let mut prepared = Vec::with_capacity(requests.len());
         for (i, request) in requests.into_iter().enumerate() {
             actor.require_decision_requester(&request.agent)?;
@@ -304,7 +297,7 @@ impl Pdp {
         }
         let decisions = prepared
             .into_iter()
-            .map(|p| self.decide_and_record(user_actor(actor), p));
+            .map(|p| self.decide_and_record(actor::user(actor), p));
         Ok(futures_util::future::join_all(decisions).await)
     }
 
@@ -341,7 +334,7 @@ impl Pdp {
         if let Some(a) = actor {
             a.require_admin("reload policies")?;
         }
-        let by = actor.map_or_else(rein_actor, user_actor);
+        let by = actor.map_or_else(actor::rein, actor::user);
         let previous = self.policies.current().guardrails.version().to_owned();
         let (turn, guardrails) = match self.policies.prepare().await {
             Ok(ready) => ready,
@@ -372,25 +365,28 @@ impl Pdp {
         Ok(self.policy_status())
     }
 
-    async fn decide_and_record(&self, by: rein_audit::Actor, p: Prepared) -> Authorization {
+    async fn decide_and_record(
+        &self,
+        by: rein_audit::Actor,
+        mut request: Request,
+    ) -> Authorization {
         let started = Instant::now();
-        let now = self.registry.now();
+        request.now = self.registry.now();
         let decision_id = decision_id();
         let loaded = self.policies.current();
         let guardrails = &loaded.guardrails;
-        let (decision, lookup) = match self.facts.lookup(&p.request.agent, &p.request.system) {
-            Ok(lookup) => {
-                let request = Request { now, ..p.request };
-                let d = self.decide_counted(&request, &lookup, guardrails);
-                (d, Some((request, lookup)))
-            }
+        let (decision, lookup) = match self.facts.lookup(&request.agent, &request.system) {
+            Ok(lookup) => (
+                self.decide_counted(&request, &lookup, guardrails),
+                Some(lookup),
+            ),
             Err(e) => (
                 error_decision(e.to_string(), guardrails.version(), None),
                 None,
             ),
         };
-        let mut event = decision_event(by, &decision_id, &decision, &p.wire);
-        if let Some((_, lookup)) = &lookup {
+        let mut event = decision_event(by, &decision_id, &decision, &request);
+        if let Some(lookup) = &lookup {
             add_accountability(&mut event, &decision, lookup);
         }
         event.latency_us = u64::try_from(started.elapsed().as_micros()).ok();
@@ -410,7 +406,7 @@ impl Pdp {
             }
         };
         if decision.trip_breaker {
-            self.trip_breaker(&p.wire.agent, &decision).await;
+            self.trip_breaker(&request.agent, &decision).await;
         }
         Authorization {
             decision: decision.outcome,
@@ -482,23 +478,25 @@ impl Pdp {
     }
 }
 
-/// A request checked and turned into the engine's form.
-struct Prepared {
-    request: Request,
-    wire: AuthorizeRequest,
+/// Refuses an empty batch or one over [`MAX_BATCH`].
+pub fn check_batch(len: usize) -> Result<(), Error> {
+    if len == 0 || len > MAX_BATCH {
+        return Err(Error::invalid(
+            "requests",
+            format!("must hold 1 to {MAX_BATCH} requests"),
+        ));
+    }
+    Ok(())
 }
 
-fn prepare(request: AuthorizeRequest) -> Result<Prepared, Error> {
-    let context = request.context.clone().validate()?;
-    Ok(Prepared {
-        request: Request {
-            agent: request.agent.clone(),
-            system: request.system.clone(),
-            action: request.action.clone(),
-            context,
-            now: DateTime::<Utc>::UNIX_EPOCH,
-        },
-        wire: request,
+/// A request checked and turned into the engine's form (its time is set when it is decided).
+fn prepare(request: AuthorizeRequest) -> Result<Request, Error> {
+    Ok(Request {
+        context: request.context.validate()?,
+        agent: request.agent,
+        system: request.system,
+        action: request.action,
+        now: DateTime::<Utc>::UNIX_EPOCH,
     })
 }
 
@@ -522,20 +520,10 @@ fn error_decision(reason: String, version: &str, digest: Option<String>) -> Deci
     }
 }
 
-fn user_actor(actor: &Actor) -> rein_audit::Actor {
-    rein_audit::Actor {
-        kind: ActorKind::User,
-        id: actor.user.to_string(),
-    }
-}
+/// Bytes of a stated intent kept in an audit record.
+const MAX_AUDITED_INTENT: usize = 512;
 
-fn rein_actor() -> rein_audit::Actor {
-    rein_audit::Actor {
-        kind: ActorKind::Rein,
-        id: rein_core::id::UserName::REIN.into(),
-    }
-}
-
+/// `s` cut to at most `max` bytes on a character boundary, marked with `…` when cut.
 fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_owned();
@@ -552,14 +540,14 @@ fn decision_event(
     by: rein_audit::Actor,
     decision_id: &str,
     decision: &Decision,
-    wire: &AuthorizeRequest,
+    request: &Request,
 ) -> Event {
     let mut e = Event::new(EventType::Decision, by, decision.outcome.as_str());
     e.subject = Some(decision_id.to_owned());
-    e.agent = Some(wire.agent.to_string());
-    e.system = Some(wire.system.to_string());
-    e.action = Some(wire.action.to_string());
-    e.task_id.clone_from(&wire.context.task_id);
+    e.agent = Some(request.agent.to_string());
+    e.system = Some(request.system.to_string());
+    e.action = Some(request.action.to_string());
+    e.task_id.clone_from(&request.context.task_id);
     e.decision = Some(decision.outcome.as_str().to_owned());
     e.determined_by.clone_from(&decision.determined_by);
     e.policy_version = Some(decision.policy_version.clone());
@@ -569,9 +557,10 @@ fn decision_event(
     e.reason = Some(decision.reason.clone());
     e.details
         .insert("rule".into(), decision.rule.as_str().into());
-    let c = &wire.context;
+    let c = &request.context;
     if let Some(intent) = &c.intent {
-        e.details.insert("intent".into(), truncate(intent, 512));
+        e.details
+            .insert("intent".into(), truncate(intent, MAX_AUDITED_INTENT));
     }
     if let Some(r) = c.risk {
         e.details.insert("risk".into(), r.to_string());

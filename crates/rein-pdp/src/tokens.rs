@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use ed25519_dalek::VerifyingKey;
-use rein_audit::{ActorKind, Event, EventType};
+use rein_audit::{Event, EventType};
 use rein_core::id::AgentId;
 use rein_keys::{KeyPurpose, MasterKey};
 use rein_oauth::{
@@ -18,7 +18,7 @@ use rein_oauth::{
 use rein_policy::{check_access, ApprovalEvidence, Facts, Outcome, Request, RequestContext, Rule};
 use rein_registry::Registry;
 
-use crate::{budget, Error, Pdp, TokenFacts};
+use crate::{budget, truncate, Error, Pdp, TokenFacts, MAX_AUDITED_INTENT};
 
 /// Rein as an OAuth authorization server: its issuer URL, its current signing key, the keys it
 /// publishes, and the assertions it has seen. Keys are swapped atomically on rotation.
@@ -295,7 +295,11 @@ impl Pdp {
             Err(e) => return Err(refused(e).await),
         };
 
-        let mut event = Event::new(EventType::TokenIssued, agent_actor(&agent_id), "success");
+        let mut event = Event::new(
+            EventType::TokenIssued,
+            rein_registry::actor::agent(&agent_id),
+            "success",
+        );
         let c = &minted.claims;
         event.subject = Some(c.jti.clone());
         event.agent = Some(agent_id.to_string());
@@ -322,9 +326,10 @@ impl Pdp {
         event
             .details
             .insert("assertion_jti".into(), claims.jti.clone());
-        event
-            .details
-            .insert("intent".into(), request.intent.chars().take(512).collect());
+        event.details.insert(
+            "intent".into(),
+            truncate(&request.intent, MAX_AUDITED_INTENT),
+        );
         self.registry.audit().append(event).await.map_err(|e| {
             tracing::error!(error = %e, "a token could not be recorded; refused");
             OAuthError::Unavailable("the token could not be recorded in the audit log".into())
@@ -335,7 +340,11 @@ impl Pdp {
     /// Records a refused token request of an authenticated agent (best effort: the request is
     /// refused either way).
     async fn record_refusal(&self, agent: &AgentId, request: &TokenRequest, e: &OAuthError) {
-        let mut event = Event::new(EventType::TokenRefused, agent_actor(agent), "denied");
+        let mut event = Event::new(
+            EventType::TokenRefused,
+            rein_registry::actor::agent(agent),
+            "denied",
+        );
         event.agent = Some(agent.to_string());
         event.task_id = Some(request.task_id.as_str().to_owned());
         event.system = Some(request.system.to_string());
@@ -372,11 +381,4 @@ fn mint_for(
         signer,
         &issuer.issuer,
     )
-}
-
-fn agent_actor(agent: &AgentId) -> rein_audit::Actor {
-    rein_audit::Actor {
-        kind: ActorKind::Agent,
-        id: agent.to_string(),
-    }
 }

@@ -42,10 +42,18 @@ impl Locks {
 }
 
 /// The audit actor for a user.
-pub(crate) fn user(actor: &Actor) -> rein_audit::Actor {
+pub fn user(actor: &Actor) -> rein_audit::Actor {
     rein_audit::Actor {
         kind: ActorKind::User,
         id: actor.user.to_string(),
+    }
+}
+
+/// The audit actor for an agent acting on its own (with its key or its access token).
+pub fn agent(id: &AgentId) -> rein_audit::Actor {
+    rein_audit::Actor {
+        kind: ActorKind::Agent,
+        id: id.to_string(),
     }
 }
 
@@ -399,7 +407,7 @@ pub(crate) fn grant_event_by_rein(
 }
 
 /// Rein itself as the actor of an event.
-fn rein() -> rein_audit::Actor {
+pub fn rein() -> rein_audit::Actor {
     rein_audit::Actor {
         kind: ActorKind::Rein,
         id: rein_core::id::UserName::REIN.into(),

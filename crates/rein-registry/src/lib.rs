@@ -28,6 +28,10 @@ use rein_core::id::{Environment, PrincipalRef, TrustDomain};
 use rein_store::Store;
 
 pub use agents::{AgentPatch, NewAgent};
+/// Audit actors: a user, an agent, or Rein itself.
+pub mod actor {
+    pub use crate::audit::{agent, rein, user};
+}
 pub use audit_read::{
     verify_audit_chain, ApprovalTrail, AuditPage, GrantApprovals, Ownership, Revokers, Why,
     MAX_AUDIT_PAGE,

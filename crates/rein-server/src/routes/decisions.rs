@@ -56,13 +56,7 @@ pub(crate) async fn authorize_batch(
     let decisions = match caller {
         Caller::User(actor) => state.pdp.authorize_batch(&actor, batch.requests).await?,
         Caller::Agent(token) => {
-            if batch.requests.is_empty() || batch.requests.len() > rein_pdp::MAX_BATCH {
-                return Err(rein_pdp::Error::Invalid {
-                    field: "requests".into(),
-                    message: format!("must hold 1 to {} requests", rein_pdp::MAX_BATCH),
-                }
-                .into());
-            }
+            rein_pdp::check_batch(batch.requests.len())?;
             let mut checked = Vec::with_capacity(batch.requests.len());
             for req in batch.requests {
                 checked.push((agent_token(&state, &token, &req.system)?, req));

@@ -175,7 +175,12 @@ async fn a_decision_follows_the_registry_on_the_next_call_and_is_audited() {
             d["reason"].as_str().unwrap().contains("no_such_tool"),
             "{d}"
         );
-        srv.get(&srv.admin, "/metrics").await;
+        let metrics = srv.call(Method::GET, "/metrics", None, None).await.text;
+        assert!(
+            metrics.contains(r#"rein_decisions_total{decision="allow"}"#)
+                && metrics.contains(r#"rein_decisions_total{decision="deny"}"#),
+            "{metrics}"
+        );
         w.srv.cleanup().await;
     }
 }
