@@ -91,6 +91,19 @@ pub struct DecisionFacts {
     pub revocations: Vec<Versioned<Revocation>>,
 }
 
+/// One replica's part in spreading a revocation ([`Store::revocation_acks`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaAck {
+    /// The replica's ID.
+    pub replica: String,
+    /// Whether it has sent a heartbeat recently enough to count as running.
+    pub alive: bool,
+    /// Its last heartbeat, if it is alive.
+    pub last_seen: Option<DateTime<Utc>>,
+    /// When it applied the revocation to its decision index; `None`: not yet.
+    pub applied_at: Option<DateTime<Utc>>,
+}
+
 /// A record together with the version it was read at.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Versioned<T> {
@@ -262,6 +275,42 @@ pub trait Store: AuditStore + Send + Sync + 'static {
     /// The changes other replicas announce, from now on (PostgreSQL `LISTEN`); `None` where
     /// there are no other replicas (SQLite).
     async fn listen(&self) -> Result<Option<Changes>, StoreError>;
+
+    /// Claims a client assertion's `jti` for `agent` until `expires_at`: `true` for the first
+    /// claim across every replica sharing this database, `false` if it was claimed before and has
+    /// not expired at `now` (a replay).
+    async fn claim_assertion(
+        &self,
+        agent: &str,
+        jti: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Deletes the used assertions that expired, and the revocations that became moot (and
+    /// their acknowledgements), before `before`. Returns how many rows went.
+    async fn prune_expired(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Records that replica `id`, started at `started_at`, is running at `now`.
+    async fn heartbeat(
+        &self,
+        id: &str,
+        started_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Removes replica `id` (shutting down) and every replica silent since `silent_since`.
+    async fn leave(&self, id: &str, silent_since: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Records that `replica` applied `revocations` to its decision index at `at`.
+    async fn ack_revocations(
+        &self,
+        replica: &str,
+        revocations: &[String],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// The replicas alive since `alive_since` and those that acknowledged `revocation`, by ID.
+    async fn revocation_acks(
+        &self,
+        revocation: &str,
+        alive_since: DateTime<Utc>,
+    ) -> Result<Vec<ReplicaAck>, StoreError>;
 
     /// Inserts a revocation.
     async fn insert_revocation(&self, revocation: &Revocation) -> Result<(), StoreError>;

@@ -129,7 +129,7 @@ impl Record for Revocation {
         kind: "revocation",
         name: "revocations",
         key: "id",
-        columns: &["kind", "at_ms"],
+        columns: &["kind", "at_ms", "moot_ms"],
     };
     fn key(&self) -> &str {
         &self.id
@@ -142,7 +142,7 @@ impl Record for Revocation {
             RevocationTarget::Environment { .. } => "environment",
             RevocationTarget::IssuedBefore { .. } => "issued_before",
         };
-        vec![text(kind), millis(self.at)]
+        vec![text(kind), millis(self.at), nullable_millis(self.moot_after())]
     }
 }
 

@@ -26,6 +26,7 @@ use crate::{AgentFilter, DecisionFacts, GrantFilter, StoreError, Version, Versio
 type SqlQuery<'q, DB> = Query<'q, DB, <DB as Database>::Arguments<'q>>;
 
 mod audit;
+mod upkeep;
 
 /// What differs between the two databases in the shared SQL.
 pub(crate) struct Dialect {
@@ -713,6 +714,51 @@ macro_rules! delegate_store {
             }
             async fn listen(&self) -> Result<Option<$crate::Changes>, $crate::StoreError> {
                 self.listen_changes().await
+            }
+            async fn claim_assertion(
+                &self,
+                agent: &str,
+                jti: &str,
+                expires_at: chrono::DateTime<chrono::Utc>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<bool, $crate::StoreError> {
+                self.sql.claim_assertion(agent, jti, expires_at, now).await
+            }
+            async fn prune_expired(
+                &self,
+                before: chrono::DateTime<chrono::Utc>,
+            ) -> Result<u64, $crate::StoreError> {
+                self.sql.prune_expired(before).await
+            }
+            async fn heartbeat(
+                &self,
+                id: &str,
+                started_at: chrono::DateTime<chrono::Utc>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<(), $crate::StoreError> {
+                self.sql.heartbeat(id, started_at, now).await
+            }
+            async fn leave(
+                &self,
+                id: &str,
+                silent_since: chrono::DateTime<chrono::Utc>,
+            ) -> Result<(), $crate::StoreError> {
+                self.sql.leave(id, silent_since).await
+            }
+            async fn ack_revocations(
+                &self,
+                replica: &str,
+                revocations: &[String],
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> Result<(), $crate::StoreError> {
+                self.sql.ack_revocations(replica, revocations, at).await
+            }
+            async fn revocation_acks(
+                &self,
+                revocation: &str,
+                alive_since: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Vec<$crate::ReplicaAck>, $crate::StoreError> {
+                self.sql.revocation_acks(revocation, alive_since).await
             }
             async fn insert_revocation(
                 &self,

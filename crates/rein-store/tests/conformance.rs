@@ -210,6 +210,10 @@ conformance!(
     concurrent_compare_and_swap_loses_no_update,
     decision_facts_hold_every_agent_and_system_and_the_active_grants,
     revocations_insert_list_lift,
+    assertions_are_claimed_once_until_they_expire,
+    concurrent_claims_of_one_assertion_have_one_winner,
+    moot_revocations_and_expired_assertions_are_pruned,
+    replicas_acknowledge_revocations,
 );
 
 /// The audit log's storage and the signing keys.
@@ -846,6 +850,114 @@ async fn revocations_insert_list_lift(h: &mut Harness) {
     assert_eq!((read.value, read.version), (lifted, 2));
     let facts = s.decision_facts().await.unwrap();
     assert_eq!(facts.revocations.len(), 2);
+}
+
+async fn assertions_are_claimed_once_until_they_expire(h: &mut Harness) {
+    let s = &h.store;
+    assert!(s.claim_assertion("a", "j1", at(300_000), at(0)).await.unwrap());
+    assert!(!s.claim_assertion("a", "j1", at(300_000), at(1)).await.unwrap());
+    // Another agent's jti of the same value is its own.
+    assert!(s.claim_assertion("b", "j1", at(300_000), at(1)).await.unwrap());
+    // Once expired, the jti may be claimed again (and then not twice).
+    assert!(s.claim_assertion("a", "j1", at(900_000), at(300_000)).await.unwrap());
+    assert!(!s.claim_assertion("a", "j1", at(900_000), at(300_001)).await.unwrap());
+}
+
+async fn concurrent_claims_of_one_assertion_have_one_winner(h: &mut Harness) {
+    let claims = (0..16).map(|_| {
+        let s = Arc::clone(&h.store);
+        tokio::spawn(async move { s.claim_assertion("a", "race", at(300_000), at(0)).await })
+    });
+    let mut won = 0;
+    for c in claims {
+        won += usize::from(c.await.unwrap().unwrap());
+    }
+    assert_eq!(won, 1);
+}
+
+async fn moot_revocations_and_expired_assertions_are_pruned(h: &mut Harness) {
+    use rein_core::revocation::{Revocation, RevocationTarget};
+    let s = &h.store;
+    let token = |id: u8, expires_ms| {
+        Revocation::new(
+            [id; 16],
+            RevocationTarget::Token {
+                agent: agent_id("payments", "bot", "prod"),
+                jti: format!("jti-{id}"),
+                expires_at: Some(at(expires_ms)),
+            },
+            "leaked",
+            name("frank"),
+            at(0),
+        )
+        .unwrap()
+    };
+    let team = Revocation::new(
+        [9; 16],
+        RevocationTarget::Team {
+            team: name("payments"),
+        },
+        "incident",
+        name("admin"),
+        at(0),
+    )
+    .unwrap();
+    let (gone, kept) = (token(1, 1_000), token(2, 10_000));
+    for r in [&gone, &kept, &team] {
+        s.insert_revocation(r).await.unwrap();
+    }
+    s.ack_revocations("r1", &[gone.id.clone(), kept.id.clone()], at(1))
+        .await
+        .unwrap();
+    s.claim_assertion("a", "old", at(1_000), at(0)).await.unwrap();
+    s.claim_assertion("a", "new", at(10_000), at(0)).await.unwrap();
+    // The moot revocation, its acknowledgement and the expired assertion.
+    assert_eq!(s.prune_expired(at(5_000)).await.unwrap(), 3);
+    let left: Vec<_> = s.revocations().await.unwrap().into_iter().map(|r| r.id).collect();
+    let mut expected = vec![kept.id.clone(), team.id.clone()];
+    expected.sort();
+    assert_eq!(left, expected);
+    assert!(!s.claim_assertion("a", "new", at(10_000), at(5_000)).await.unwrap());
+    assert_eq!(s.prune_expired(at(5_000)).await.unwrap(), 0);
+}
+
+async fn replicas_acknowledge_revocations(h: &mut Harness) {
+    let s = &h.store;
+    s.heartbeat("r1", at(0), at(10_000)).await.unwrap();
+    s.heartbeat("r2", at(0), at(10_000)).await.unwrap();
+    s.heartbeat("stale", at(0), at(1_000)).await.unwrap();
+    s.ack_revocations("r1", &["rev".into()], at(10_001)).await.unwrap();
+    // Acknowledging twice keeps the first time.
+    s.ack_revocations("r1", &["rev".into()], at(10_500)).await.unwrap();
+    let acks = s.revocation_acks("rev", at(5_000)).await.unwrap();
+    assert_eq!(
+        acks,
+        vec![
+            rein_store::ReplicaAck {
+                replica: "r1".into(),
+                alive: true,
+                last_seen: Some(at(10_000)),
+                applied_at: Some(at(10_001)),
+            },
+            rein_store::ReplicaAck {
+                replica: "r2".into(),
+                alive: true,
+                last_seen: Some(at(10_000)),
+                applied_at: None,
+            },
+        ]
+    );
+    // A replica that acknowledged and then left is still listed, as not alive.
+    s.ack_revocations("r2", &["rev".into()], at(10_002)).await.unwrap();
+    s.leave("r2", at(5_000)).await.unwrap();
+    let acks = s.revocation_acks("rev", at(5_000)).await.unwrap();
+    let summary: Vec<_> = acks
+        .iter()
+        .map(|a| (a.replica.as_str(), a.alive, a.applied_at.is_some()))
+        .collect();
+    assert_eq!(summary, vec![("r1", true, true), ("r2", false, true)]);
+    // `leave` also dropped the stale replica.
+    assert!(s.revocation_acks("other", at(0)).await.unwrap().iter().all(|a| a.replica != "stale"));
 }
 
 async fn grants_filter_by_agent_system_and_status(h: &mut Harness) {
