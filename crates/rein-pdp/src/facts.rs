@@ -32,9 +32,20 @@ pub struct Lookup {
 
 /// The facts cache. Share it behind an `Arc`; give the same `Arc` to
 /// [`rein_registry::Registry::observed_by`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FactsCache {
     inner: RwLock<Inner>,
+    /// Counts the writes applied, so that waiters learn of each one at once.
+    applied: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for FactsCache {
+    fn default() -> Self {
+        Self {
+            inner: RwLock::default(),
+            applied: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -118,10 +129,32 @@ impl FactsCache {
         for g in facts.grants {
             inner.grant(g.value, g.version);
         }
+        let mut revoked = false;
         for r in facts.revocations {
-            inner.revocation(r.value, r.version);
+            revoked |= inner.revocation(r.value, r.version);
         }
         inner.reindex();
+        drop(inner);
+        if revoked {
+            self.bump();
+        }
+    }
+
+    /// Changes as soon as a write is applied here, however it arrived (written on this node,
+    /// announced by another replica) and as soon as a reload brings a new revocation: for
+    /// those who act on facts changing, without polling.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
+    fn bump(&self) {
+        self.applied.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// The IDs of the revocations in force in the index.
+    pub fn revocation_ids(&self) -> Vec<String> {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        inner.revocations.keys().cloned().collect()
     }
 
     /// Why a call of `agent` in `task` is revoked (its team, its environment, or the task), if
@@ -173,18 +206,20 @@ impl FactsCache {
 }
 
 impl Inner {
-    fn revocation(&mut self, revocation: Revocation, version: Version) {
+    /// Takes `revocation` unless a copy as new is held; returns whether it did.
+    fn revocation(&mut self, revocation: Revocation, version: Version) -> bool {
         if self
             .revocation_versions
             .get(&revocation.id)
             .is_some_and(|held| *held >= version)
         {
-            return;
+            return false;
         }
         self.revocation_versions
             .insert(revocation.id.clone(), version);
         self.revocations
             .insert(revocation.id.clone(), (version, Arc::new(revocation)));
+        true
     }
 
     /// Rebuilds the index of the revocations in force, and prunes those that are moot (lifted,
@@ -271,22 +306,32 @@ impl Observer for FactsCache {
     fn agent_written(&self, agent: &Agent, version: Version) {
         let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
         inner.agent(agent.clone(), version);
+        drop(inner);
+        self.bump();
     }
 
     fn system_written(&self, system: &System, version: Version) {
         let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
         inner.system(system.clone(), version);
+        drop(inner);
+        self.bump();
     }
 
     fn grant_written(&self, grant: &Grant, version: Version) {
         let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
         inner.grant(grant.clone(), version);
+        drop(inner);
+        self.bump();
     }
 
     fn revocation_written(&self, revocation: &Revocation, version: Version) {
         let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
-        inner.revocation(revocation.clone(), version);
+        let applied = inner.revocation(revocation.clone(), version);
         inner.reindex();
+        drop(inner);
+        if applied {
+            self.bump();
+        }
     }
 }
 

@@ -18,6 +18,7 @@ mod facts;
 mod policies;
 mod replicas;
 mod tokens;
+mod upkeep;
 mod watch;
 
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub use facts::{FactsCache, FactsUnavailable, Lookup, TokenFacts};
 pub use policies::{load_dir, LoadError, Loaded, PolicySource};
 pub use replicas::Follow;
 pub use tokens::Issuer;
+pub use upkeep::{Propagation, ReplicaState, Upkeep, ALIVE_WITHIN_SECS, HEARTBEAT};
 pub use watch::Watch;
 
 /// Most requests in one batch.
@@ -181,18 +183,36 @@ pub struct Pdp {
     facts: Arc<FactsCache>,
     budgets: budget::Budgets,
     policies: PolicySource,
+    replica: Replica,
+}
+
+/// This process among the replicas sharing the store.
+struct Replica {
+    /// A new ID each start (`rpl_` and a UUIDv7).
+    id: String,
+    started_at: DateTime<Utc>,
 }
 
 impl Pdp {
     /// A decision point over `registry` (which must be [`Registry::observed_by`] `facts`),
     /// with `policies` in force. Load `facts` with [`Pdp::refresh`] before serving.
     pub fn new(registry: Registry, facts: Arc<FactsCache>, policies: PolicySource) -> Self {
+        let registry_now = registry.now();
         Self {
             registry,
             facts,
             budgets: budget::Budgets::default(),
             policies,
+            replica: Replica {
+                id: format!("rpl_{}", uuid::Uuid::now_v7().simple()),
+                started_at: registry_now,
+            },
         }
+    }
+
+    /// This replica's ID, as its heartbeats and acknowledgements name it.
+    pub fn replica_id(&self) -> &str {
+        &self.replica.id
     }
 
     /// A ready decision point: `registry` observed by a new facts cache loaded from the store,

@@ -17,11 +17,12 @@ use rein_oauth::{
 };
 use rein_policy::{check_access, ApprovalEvidence, Facts, Outcome, Request, RequestContext, Rule};
 use rein_registry::Registry;
+use sha2::{Digest as _, Sha256};
 
 use crate::{budget, truncate, Error, Pdp, TokenFacts, MAX_AUDITED_INTENT};
 
 /// Rein as an OAuth authorization server: its issuer URL, its current signing key, the keys it
-/// publishes, and the assertions it has seen. Keys are swapped atomically on rotation.
+/// publishes, and the assertions this node has seen (the store holds those of every replica). Keys are swapped atomically on rotation.
 pub struct Issuer {
     issuer: String,
     master: MasterKey,
@@ -42,12 +43,10 @@ impl Issuer {
     pub async fn open(registry: &Registry, master: MasterKey, issuer: &str) -> Result<Self, Error> {
         let issuer = issuer.trim_end_matches('/').to_owned();
         let keys = load_keys(registry, &master).await?;
-        let replay = ReplayCache::default();
-        remember_recent_assertions(registry, &replay).await?;
         Ok(Self {
             assertions: AssertionPolicy::new(rein_oauth::token_endpoint(&issuer)),
             keys: ArcSwap::from_pointee(keys),
-            replay,
+            replay: ReplayCache::default(),
             master,
             issuer,
         })
@@ -92,45 +91,6 @@ impl Issuer {
     pub fn metadata(&self) -> serde_json::Value {
         rein_oauth::authorization_server_metadata(&self.issuer)
     }
-}
-
-/// Seconds an assertion that was used may still be presented again: its longest lifetime
-/// (5 minutes) plus the clock skew allowed (1 minute).
-const ASSERTION_REPLAY_WINDOW_SECS: i64 = 360;
-
-/// Fills the replay cache with the assertions behind the tokens issued in the last
-/// [`ASSERTION_REPLAY_WINDOW_SECS`] (the `assertion_jti` of their `token.issued` records), so
-/// that a restart does not reopen the window for replaying them.
-async fn remember_recent_assertions(
-    registry: &Registry,
-    replay: &ReplayCache,
-) -> Result<(), Error> {
-    let now = registry.now();
-    let filter = rein_store::AuditFilter {
-        event_type: Some(EventType::TokenIssued),
-        since: Some(now - chrono::Duration::seconds(ASSERTION_REPLAY_WINDOW_SECS)),
-        ..rein_store::AuditFilter::default()
-    };
-    let mut after = None;
-    loop {
-        let page = registry
-            .store()
-            .audit_records(&filter, after, 1000)
-            .await
-            .map_err(|e| Error::Registry(e.into()))?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.seq);
-        for r in &page {
-            let (Some(agent), Some(jti)) = (&r.event.agent, r.event.details.get("assertion_jti"))
-            else {
-                continue;
-            };
-            let expires = r.time + chrono::Duration::seconds(ASSERTION_REPLAY_WINDOW_SECS);
-            // A jti already known is fine: it is refused either way.
-            let _ = replay.check_and_insert(agent, jti, expires, now);
-        }
-    }
-    Ok(())
 }
 
 async fn load_keys(registry: &Registry, master: &MasterKey) -> Result<Keys, Error> {
@@ -225,9 +185,31 @@ impl Pdp {
             )));
         };
         let claims = request.assertion.verify(&agent, &issuer.assertions, now)?;
+        // The in-memory cache turns a replay on this node away without a database round
+        // trip; the store's claim is what holds across replicas and restarts.
         issuer
             .replay
             .check_and_insert(agent_id.as_str(), &claims.jti, claims.expires_at, now)?;
+        let claimed = self
+            .registry
+            .store()
+            .claim_assertion(
+                agent_id.as_str(),
+                &hex::encode(Sha256::digest(claims.jti.as_bytes())),
+                claims.expires_at,
+                now,
+            )
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "could not record a used assertion; refused");
+                OAuthError::Unavailable("the assertion could not be recorded as used".into())
+            })?;
+        if !claimed {
+            return Err(OAuthError::InvalidClient(
+                "the assertion's `jti` has already been used; sign a new assertion with a fresh `jti`"
+                    .into(),
+            ));
+        }
         let refused = |e: OAuthError| async {
             self.record_refusal(&agent_id, &request, &e).await;
             e

@@ -75,6 +75,18 @@ impl Registry {
         Ok(written.value)
     }
 
+    /// One revocation, in force or not.
+    pub async fn revocation(&self, _actor: &Actor, id: &str) -> Result<Revocation, Error> {
+        self.store
+            .revocation(id)
+            .await?
+            .map(|v| v.value)
+            .ok_or_else(|| Error::NotFound {
+                kind: "revocation",
+                key: id.to_owned(),
+            })
+    }
+
     /// Every revocation, in force or not.
     pub async fn revocations(&self, _actor: &Actor) -> Result<Vec<Revocation>, Error> {
         Ok(self.store.revocations().await?)

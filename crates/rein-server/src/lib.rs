@@ -130,6 +130,10 @@ pub fn router(state: AppState) -> Router {
             post(revocations::create).get(revocations::list),
         )
         .route("/v1/revocations/{id}/lift", post(revocations::lift))
+        .route(
+            "/v1/revocations/{id}/propagation",
+            get(revocations::propagation),
+        )
         .route("/v1/keys/rotate", post(keys::rotate))
         .route("/v1/authorize", post(decisions::authorize))
         .route("/v1/authorize/batch", post(decisions::authorize_batch))

@@ -33,7 +33,7 @@ const PROBLEM_RESPONSE: &str = "Problem";
         grants::request, grants::list, grants::get,
         grants::approve, grants::deny, grants::revoke,
         decisions::authorize, decisions::authorize_batch, decisions::policies, decisions::reload,
-        revocations::create, revocations::list, revocations::lift,
+        revocations::create, revocations::list, revocations::lift, revocations::propagation,
         keys::rotate,
         audit::list, audit::get, audit::why, audit::checkpoints, audit::keys,
         audit::export, audit::verify,

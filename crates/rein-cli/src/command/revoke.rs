@@ -82,6 +82,15 @@ pub enum Command {
     },
     /// List every revocation, lifted or not.
     List,
+    /// Which running replicas have applied a revocation, and when.
+    Status {
+        /// Revocation ID (`rev_…`).
+        id: String,
+        /// Wait up to this many seconds (at most 60) for every running replica to apply it;
+        /// exits 1 if they have not by then.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+    },
     /// Lift a revocation (admins); final.
     Lift {
         /// Revocation ID (`rev_…`).
@@ -172,6 +181,31 @@ pub async fn run(client: &Client, command: Command) -> anyhow::Result<()> {
                     ],
                 )
             });
+        }
+        Command::Status { id, wait } => {
+            let path = format!("/v1/revocations/{}/propagation?wait={wait}", segment(&id));
+            let response = client.get(&path).await?;
+            client.print(&response, |v| {
+                let mut out = output::table(
+                    output::rows(&v["replicas"]),
+                    &[
+                        col("REPLICA", "replica"),
+                        col("ALIVE", "alive"),
+                        col("APPLIED AT", "applied_at"),
+                        col("LAST SEEN", "last_seen"),
+                    ],
+                );
+                out.push_str(&format!("complete: {}\n", v["complete"]));
+                out
+            })?;
+            if wait > 0 && response.json()?["complete"] != Value::Bool(true) {
+                return Err(crate::client::Local::new(
+                    "incomplete",
+                    format!("not every running replica applied `{id}` within {wait} s"),
+                )
+                .into());
+            }
+            return Ok(());
         }
         Command::Lift { id, reason } => {
             let path = format!("/v1/revocations/{}/lift", segment(&id));

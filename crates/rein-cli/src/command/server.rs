@@ -232,6 +232,11 @@ async fn serve(
         .follow_replicas()
         .await
         .context("listening for other replicas' changes")?;
+    let upkeep = pdp
+        .start_upkeep()
+        .await
+        .context("registering this replica")?;
+    tracing::info!(replica = %pdp.replica_id(), "replica registered");
     let sweeper = tokio::spawn(sweep_expiries(
         pdp.registry().clone(),
         settings.expiry_sweep,
@@ -246,6 +251,7 @@ async fn serve(
     let served = rein_server::serve(listener, state, shutdown_signal()).await;
     sweeper.abort();
     refresher.abort();
+    upkeep.stop().await;
     served.context("serving HTTP")?;
     tracing::info!("rein server stopped");
     Ok(())

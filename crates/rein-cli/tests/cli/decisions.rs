@@ -312,6 +312,19 @@ fn the_kill_switch_denies_until_it_is_lifted() {
         listed.contains(&id) && listed.contains("environment"),
         "{listed}"
     );
+    // The one running replica (this server) has applied it.
+    let status = assert_exit(
+        &server.client(&alice, &["revoke", "status", &id, "--wait", "5"]),
+        0,
+    );
+    assert!(
+        status.contains("rpl_") && status.contains("complete: true"),
+        "{status}"
+    );
+    assert_error(
+        &server.client(&alice, &["revoke", "status", &id, "--wait", "61"]),
+        "invalid-field",
+    );
 
     // Lifted: decisions resume.
     assert_exit(

@@ -22,7 +22,7 @@ pub(super) struct AgentKey {
 }
 
 impl AgentKey {
-    async fn register(srv: &Server, token: &str, agent_path: &str) -> Self {
+    pub(super) async fn register(srv: &Server, token: &str, agent_path: &str) -> Self {
         let key = ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>());
         let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": b64(key.verifying_key().as_bytes())});
         let added = srv
@@ -258,7 +258,7 @@ async fn token_requests_are_refused_with_the_rfc_error_codes() {
         let again = token_request(srv, &once).await;
         assert!(again.status == 400 || again.status == 401, "{}", again.text);
         assert!(again.body["error"].is_string());
-        // ...and after a restart: the issuer remembers recent assertions from the audit log.
+        // ...and after a restart: used assertions are kept in the store until they expire.
         let restarted = rein_pdp::Pdp::start(srv.registry.clone(), None)
             .await
             .unwrap();

@@ -187,8 +187,23 @@ async fn each_revocation_takes_effect_on_the_next_check_and_survives_a_restart()
     }
 }
 
-/// A second replica over the same PostgreSQL database: its own registry, audit appender and
-/// decision point, following the first's announcements.
+/// Waits until `ready` holds on `pdp`'s facts, woken by each write it applies (no polling);
+/// fails after 10 s.
+async fn until(pdp: &rein_pdp::Pdp, what: &str, ready: impl Fn(&rein_pdp::Pdp) -> bool) {
+    let mut applied = pdp.facts().watch();
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while !ready(pdp) {
+            applied.changed().await.unwrap();
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "the other replica never saw {what}");
+}
+
+/// A second replica over the same PostgreSQL database: its own registry, audit appender,
+/// decision point and token endpoint, following the first's announcements. Revocations and
+/// suspensions reach it at once, it acknowledges them, and an assertion used on one replica is
+/// refused on the other.
 #[tokio::test]
 async fn a_revocation_reaches_another_replica_at_once() {
     let Some(pg) = backends()
@@ -216,6 +231,7 @@ async fn a_revocation_reaches_another_replica_at_once() {
     );
     let replica = rein_pdp::Pdp::start(other, None).await.unwrap();
     let _follow = replica.follow_replicas().await.unwrap().unwrap();
+    let upkeep = replica.start_upkeep().await.unwrap();
     let agent: rein_core::id::AgentId = PROD_AGENT.parse().unwrap();
     assert!(replica
         .facts()
@@ -223,32 +239,63 @@ async fn a_revocation_reaches_another_replica_at_once() {
         .unwrap()
         .is_none());
 
+    // An assertion accepted by the first replica is a replay on the second.
+    let grant = prod_read_grant(&w).await;
+    srv.post(&w.bob, &approve(&grant), json!({})).await.ok(200);
+    let key = super::oauth::AgentKey::register(srv, &w.alice, PROD_AGENT_PATH).await;
+    let once = super::oauth::form(
+        &key.sign(&super::oauth::claims(srv, PROD_AGENT)),
+        "billing-db",
+        "read_invoices",
+    );
+    assert_eq!(super::oauth::token_request(srv, &once).await.status, 200);
+    let issuer = rein_pdp::Issuer::open(replica.registry(), master, &srv.base)
+        .await
+        .unwrap();
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(once.iter())
+        .finish();
+    let replayed = replica.issue_token(&issuer, body.as_bytes()).await;
+    let e = replayed.expect_err("a replayed assertion is refused on another replica");
+    assert_eq!(e.code().as_str(), "invalid_client", "{e}");
+
     // Revoked through the first replica's API: the second sees it without a reload.
     let started = std::time::Instant::now();
-    srv.post(
-        &w.alice,
-        "/v1/revocations",
-        revocation(json!({"kind": "team", "team": "payments"})),
-    )
-    .await
-    .ok(201);
-    let deadline = started + std::time::Duration::from_secs(10);
-    while replica
-        .facts()
-        .revoked_call(&agent, None)
-        .unwrap()
-        .is_none()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the other replica never saw the revocation"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    let revoked = srv
+        .post(
+            &w.alice,
+            "/v1/revocations",
+            revocation(json!({"kind": "team", "team": "payments"})),
+        )
+        .await
+        .ok(201);
+    until(&replica, "the revocation", |r| {
+        r.facts().revoked_call(&agent, None).unwrap().is_some()
+    })
+    .await;
     eprintln!(
         "revocation visible on the other replica after {:?}",
         started.elapsed()
     );
+    // Both replicas report having applied it.
+    let id = revoked["id"].as_str().unwrap();
+    let p = srv
+        .get(
+            &w.alice,
+            &format!("/v1/revocations/{id}/propagation?wait=10"),
+        )
+        .await
+        .ok(200);
+    assert_eq!(p["complete"], true, "{p}");
+    let applied: Vec<&str> = p["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["alive"] == true && r["applied_at"].is_string())
+        .map(|r| r["replica"].as_str().unwrap())
+        .collect();
+    assert_eq!(applied.len(), 2, "{p}");
+    assert!(applied.contains(&replica.replica_id()), "{p}");
 
     // A suspension too.
     srv.post(
@@ -258,19 +305,28 @@ async fn a_revocation_reaches_another_replica_at_once() {
     )
     .await
     .ok(200);
-    let suspended = |r: &rein_pdp::Pdp| {
+    until(&replica, "the suspension", |r| {
         r.facts()
             .lookup(&agent, &"billing-db".parse().unwrap())
             .unwrap()
             .agent
             .is_some_and(|a| a.status == rein_core::agent::AgentStatus::Suspended)
-    };
-    while !suspended(&replica) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the other replica never saw the suspension"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    })
+    .await;
+
+    // A replica that stops leaves the list; the revocation stays complete.
+    upkeep.stop().await;
+    let p = srv
+        .get(&w.alice, &format!("/v1/revocations/{id}/propagation"))
+        .await
+        .ok(200);
+    let listed = p["replicas"].as_array().unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|r| r["replica"] == replica.replica_id() && r["alive"] == false),
+        "{p}"
+    );
+    assert_eq!(p["complete"], true, "{p}");
     w.srv.cleanup().await;
 }

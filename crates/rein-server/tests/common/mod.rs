@@ -265,6 +265,12 @@ delegate! {
         fn decision_facts(&self) -> DecisionFacts;
         fn announce(&self, change: &rein_store::Change) -> ();
         fn listen(&self) -> Option<rein_store::Changes>;
+        fn claim_assertion(&self, agent: &str, jti: &str, expires_at: DateTime<Utc>, now: DateTime<Utc>) -> bool;
+        fn prune_expired(&self, before: DateTime<Utc>) -> u64;
+        fn heartbeat(&self, id: &str, started_at: DateTime<Utc>, now: DateTime<Utc>) -> ();
+        fn leave(&self, id: &str) -> ();
+        fn ack_revocations(&self, replica: &str, revocations: &[String], at: DateTime<Utc>) -> ();
+        fn revocation_acks(&self, revocation: &str, alive_since: DateTime<Utc>) -> Vec<rein_store::ReplicaAck>;
         fn insert_revocation(&self, r: &Revocation) -> ();
         fn revocation(&self, id: &str) -> Option<Versioned<Revocation>>;
         fn revocations(&self) -> Vec<Revocation>;
@@ -331,6 +337,7 @@ pub struct Server {
     shutdown: Option<oneshot::Sender<()>>,
     data: Data,
     _watch: Option<rein_pdp::Watch>,
+    _upkeep: rein_pdp::Upkeep,
     /// The master key's bytes, for a second replica over the same store.
     pub master_bytes: [u8; 32],
 }
@@ -387,6 +394,7 @@ impl Server {
             .token;
         let pdp = rein_pdp::Pdp::start(registry, policies).await.unwrap();
         let watch = pdp.watch_policies().unwrap();
+        let upkeep = pdp.start_upkeep().await.unwrap();
         let registry = pdp.registry().clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -413,6 +421,7 @@ impl Server {
             shutdown: Some(tx),
             data,
             _watch: watch,
+            _upkeep: upkeep,
             master_bytes,
         })
     }
