@@ -287,7 +287,8 @@ pub trait Store: AuditStore + Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
     /// Deletes the used assertions that expired, and the revocations that became moot (and
-    /// their acknowledgements), before `before`. Returns how many rows went.
+    /// their acknowledgements), before `before`, and the replicas silent since then. Returns how
+    /// many rows went.
     async fn prune_expired(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Records that replica `id`, started at `started_at`, is running at `now`.
     async fn heartbeat(
@@ -296,8 +297,8 @@ pub trait Store: AuditStore + Send + Sync + 'static {
         started_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
-    /// Removes replica `id` (shutting down) and every replica silent since `silent_since`.
-    async fn leave(&self, id: &str, silent_since: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Removes replica `id` (shutting down).
+    async fn leave(&self, id: &str) -> Result<(), StoreError>;
     /// Records that `replica` applied `revocations` to its decision index at `at`.
     async fn ack_revocations(
         &self,

@@ -142,7 +142,11 @@ impl Record for Revocation {
             RevocationTarget::Environment { .. } => "environment",
             RevocationTarget::IssuedBefore { .. } => "issued_before",
         };
-        vec![text(kind), millis(self.at), nullable_millis(self.moot_after())]
+        vec![
+            text(kind),
+            millis(self.at),
+            nullable_millis(self.moot_after()),
+        ]
     }
 }
 

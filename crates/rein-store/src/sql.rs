@@ -738,12 +738,8 @@ macro_rules! delegate_store {
             ) -> Result<(), $crate::StoreError> {
                 self.sql.heartbeat(id, started_at, now).await
             }
-            async fn leave(
-                &self,
-                id: &str,
-                silent_since: chrono::DateTime<chrono::Utc>,
-            ) -> Result<(), $crate::StoreError> {
-                self.sql.leave(id, silent_since).await
+            async fn leave(&self, id: &str) -> Result<(), $crate::StoreError> {
+                self.sql.leave(id).await
             }
             async fn ack_revocations(
                 &self,

@@ -45,8 +45,9 @@ where
         Ok(row.is_some())
     }
 
-    /// Deletes used assertions that expired and revocations that became moot before `before`,
-    /// with their acknowledgements. Returns the number of rows deleted.
+    /// Deletes used assertions that expired and revocations that became moot before `before`
+    /// (with their acknowledgements), and replicas silent since then. Returns the number of
+    /// rows deleted.
     pub(crate) async fn prune_expired(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let cutoff = before.timestamp_millis();
         let mut tx = self.write.begin().await.map_err(db_error)?;
@@ -56,6 +57,7 @@ where
             "DELETE FROM revocation_acks WHERE revocation IN \
              (SELECT id FROM revocations WHERE moot_ms < $1) RETURNING 1",
             "DELETE FROM revocations WHERE moot_ms < $1 RETURNING 1",
+            "DELETE FROM replicas WHERE seen_ms < $1 RETURNING 1",
         ] {
             deleted += sqlx::query(sql)
                 .bind(cutoff)
@@ -88,15 +90,10 @@ where
         Ok(())
     }
 
-    /// Removes replica `id` (it is shutting down) and replicas silent since `silent_since`.
-    pub(crate) async fn leave(
-        &self,
-        id: &str,
-        silent_since: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM replicas WHERE id = $1 OR seen_ms < $2")
+    /// Removes replica `id` (it is shutting down).
+    pub(crate) async fn leave(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM replicas WHERE id = $1")
             .bind(id.to_owned())
-            .bind(silent_since.timestamp_millis())
             .execute(&self.write)
             .await
             .map_err(db_error)?;
