@@ -114,7 +114,7 @@ pub struct Versioned<T> {
 }
 
 /// Why a store operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// A record with that key exists already.
     #[error("{kind} `{key}` already exists")]

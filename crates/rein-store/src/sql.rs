@@ -76,12 +76,33 @@ pub(crate) struct SqlStore<DB: Database> {
     ///
     /// Shared with the audit indexer, which runs between appends on the same connection.
     audit_writer: Arc<audit::Writer<DB>>,
+    /// Assertion claims waiting for the next batch.
+    claims: upkeep::Claims,
     dialect: &'static Dialect,
 }
 
 /// Maps a driver error; its message never carries connection options.
 pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
     StoreError::Database(e.to_string())
+}
+
+/// Appends `rows` parenthesised groups of `columns` placeholders: numbered (`$1, $2, …`) or
+/// anonymous (`?`), as [`Dialect::numbered_binds`] says.
+fn push_values(sql: &mut String, rows: usize, columns: usize, numbered: bool) {
+    use std::fmt::Write as _;
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..columns {
+            sql.push_str(if column == 0 { "" } else { ", " });
+            if numbered {
+                // Writing to a String cannot fail.
+                let _ = write!(sql, "${}", row * columns + column + 1);
+            } else {
+                sql.push('?');
+            }
+        }
+        sql.push(')');
+    }
 }
 
 fn bind<DB>(q: SqlQuery<'_, DB>, value: Value) -> SqlQuery<'_, DB>
@@ -180,6 +201,7 @@ where
             write: main.write,
             audit_writer: Arc::new(audit::Writer::new(audit.write.clone(), dialect)),
             audit,
+            claims: upkeep::Claims::default(),
             dialect,
         }
     }

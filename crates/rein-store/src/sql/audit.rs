@@ -126,19 +126,7 @@ fn insert_sql(rows: usize, numbered: bool) -> String {
     sql.push_str("INSERT INTO audit_records (");
     sql.push_str(&COLUMNS.join(", "));
     sql.push_str(") VALUES ");
-    for row in 0..rows {
-        sql.push_str(if row == 0 { "(" } else { ", (" });
-        for column in 0..COLUMNS.len() {
-            sql.push_str(if column == 0 { "" } else { ", " });
-            if numbered {
-                // Writing to a String cannot fail.
-                let _ = write!(sql, "${}", row * COLUMNS.len() + column + 1);
-            } else {
-                sql.push('?');
-            }
-        }
-        sql.push(')');
-    }
+    super::push_values(&mut sql, rows, COLUMNS.len(), numbered);
     sql
 }
 

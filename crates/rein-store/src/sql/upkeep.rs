@@ -1,11 +1,47 @@
 //! Housekeeping shared by every replica: assertions accepted once across replicas, heartbeats,
 //! acknowledgements of revocations, and pruning of rows that no longer matter.
 
+use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
+
 use chrono::{DateTime, Utc};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
+use tokio::sync::oneshot;
 
 use super::{db_error, SqlStore};
 use crate::{ReplicaAck, StoreError};
+
+/// Claims per statement (three bind parameters each).
+const MAX_CLAIMS_PER_STATEMENT: usize = 1000;
+
+/// One queued assertion claim and where its answer goes.
+pub(crate) struct Claim {
+    agent: String,
+    jti: String,
+    expires_ms: i64,
+    now_ms: i64,
+    reply: oneshot::Sender<Result<bool, StoreError>>,
+}
+
+/// The claims waiting to be written, and the lock of the one batch written at a time.
+#[derive(Default)]
+pub(crate) struct Claims {
+    queued: Mutex<Vec<Claim>>,
+    commit: tokio::sync::Mutex<()>,
+}
+
+impl Claims {
+    fn queue(&self, claim: Claim) {
+        self.queued
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(claim);
+    }
+
+    fn take(&self) -> Vec<Claim> {
+        std::mem::take(&mut *self.queued.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
 
 fn to_time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
@@ -23,6 +59,10 @@ where
 {
     /// Inserts (agent, jti) unless a row for it exists that has not expired at `now`; an
     /// expired row is taken over. Returns whether this caller claimed it.
+    ///
+    /// Claims made at the same time share one statement and one commit (on SQLite a commit is
+    /// an fsync, which one claim at a time would pay each): the caller queues its claim; the
+    /// first to take the commit lock writes every queued claim and hands each its answer.
     pub(crate) async fn claim_assertion(
         &self,
         agent: &str,
@@ -30,19 +70,75 @@ where
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let row = sqlx::query(
-            "INSERT INTO used_assertions (agent, jti, expires_ms) VALUES ($1, $2, $3) \
-             ON CONFLICT (agent, jti) DO UPDATE SET expires_ms = excluded.expires_ms \
-             WHERE used_assertions.expires_ms <= $4 RETURNING expires_ms",
-        )
-        .bind(agent.to_owned())
-        .bind(jti.to_owned())
-        .bind(expires_at.timestamp_millis())
-        .bind(now.timestamp_millis())
-        .fetch_optional(&self.write)
-        .await
-        .map_err(db_error)?;
-        Ok(row.is_some())
+        let (reply, mut answer) = oneshot::channel();
+        self.claims.queue(Claim {
+            agent: agent.to_owned(),
+            jti: jti.to_owned(),
+            expires_ms: expires_at.timestamp_millis(),
+            now_ms: now.timestamp_millis(),
+            reply,
+        });
+        let _commit = self.claims.commit.lock().await;
+        if let Ok(answer) = answer.try_recv() {
+            return answer;
+        }
+        let batch = self.claims.take();
+        let mut outcome = self.claim_batch(&batch).await;
+        for claim in batch {
+            // Taking the pair out leaves a duplicate later in the batch the loser.
+            let answer = match &mut outcome {
+                Ok(won) => Ok(won.remove(&(claim.agent, claim.jti))),
+                Err(e) => Err(e.clone()),
+            };
+            let _ = claim.reply.send(answer);
+        }
+        answer.try_recv().unwrap_or_else(|_| {
+            Err(StoreError::Database(
+                "the assertion claim was not answered".into(),
+            ))
+        })
+    }
+
+    /// Writes `batch` in one statement; returns the (agent, jti) pairs claimed. Of duplicates
+    /// within the batch only the first can win.
+    async fn claim_batch(&self, batch: &[Claim]) -> Result<HashSet<(String, String)>, StoreError> {
+        let mut seen = HashSet::new();
+        let unique: Vec<&Claim> = batch
+            .iter()
+            .filter(|c| seen.insert((c.agent.as_str(), c.jti.as_str())))
+            .collect();
+        let mut won = HashSet::new();
+        for chunk in unique.chunks(MAX_CLAIMS_PER_STATEMENT) {
+            // A row may be taken over once expired at the earliest `now` of the batch.
+            let now = chunk.iter().map(|c| c.now_ms).min().unwrap_or_default();
+            let mut sql =
+                String::from("INSERT INTO used_assertions (agent, jti, expires_ms) VALUES ");
+            super::push_values(&mut sql, chunk.len(), 3, self.dialect.numbered_binds);
+            sql.push_str(
+                " ON CONFLICT (agent, jti) DO UPDATE SET expires_ms = excluded.expires_ms \
+                 WHERE used_assertions.expires_ms <= ",
+            );
+            sql.push_str(&if self.dialect.numbered_binds {
+                format!("${}", chunk.len() * 3 + 1)
+            } else {
+                "?".to_owned()
+            });
+            sql.push_str(" RETURNING agent, jti");
+            let mut q = sqlx::query(&sql);
+            for c in chunk {
+                q = q
+                    .bind(c.agent.clone())
+                    .bind(c.jti.clone())
+                    .bind(c.expires_ms);
+            }
+            let rows = q.bind(now).fetch_all(&self.write).await.map_err(db_error)?;
+            for row in rows {
+                let agent: String = row.try_get(0).map_err(db_error)?;
+                let jti: String = row.try_get(1).map_err(db_error)?;
+                won.insert((agent, jti));
+            }
+        }
+        Ok(won)
     }
 
     /// Deletes used assertions that expired and revocations that became moot before `before`
