@@ -30,7 +30,9 @@ fn class_of(t: EventType) -> Class {
     use EventType::*;
     let (category_uid, class_uid, activity_id) = match t {
         Decision | GatewayCall => (6, 6003, 99),
-        ApprovalRequested | ApprovalGranted | ApprovalDenied | ApprovalExpired => (6, 6003, 99),
+        ApprovalRequested | ApprovalGranted | ApprovalDenied | ApprovalExpired | ApprovalUsed => {
+            (6, 6003, 99)
+        }
         TokenIssued | TokenRefused => (3, 3002, 4),
         GrantRequested | GrantDenied => (3, 3005, 99),
         GrantApproved => (3, 3005, 1),

@@ -120,6 +120,8 @@ event_types! {
     ApprovalDenied = "approval.denied",
     /// A step-up approval expired undecided.
     ApprovalExpired = "approval.expired",
+    /// An approved step-up was used by a decision.
+    ApprovalUsed = "approval.used",
     /// A grant was requested.
     GrantRequested = "grant.requested",
     /// A grant received an approval (it may need another).

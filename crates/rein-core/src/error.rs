@@ -54,7 +54,7 @@ pub enum DomainError {
     #[error("the requester of a grant may not approve it")]
     SelfApproval,
     /// The same person tried to fill both required approvals.
-    #[error("`{user}` already approved this grant; the second approval must come from a distinct person")]
+    #[error("`{user}` already approved this request; the next approval must come from a distinct person")]
     AlreadyApproved {
         /// Who approved already.
         user: String,

@@ -7,6 +7,7 @@
 //! decide, the store writes the result.
 
 pub mod agent;
+pub mod approval;
 pub mod authz;
 pub mod error;
 pub mod grant;

@@ -27,6 +27,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rein_audit::{AuditSink, Checkpoint, EventType, Record};
 use rein_core::agent::{Agent, AgentStatus};
+use rein_core::approval::{ApprovalRequest, ApprovalStatus};
 use rein_core::grant::{Grant, GrantStatus};
 use rein_core::id::{AgentId, Environment, GrantId, SystemName, TeamName, UserName};
 use rein_core::revocation::Revocation;
@@ -312,6 +313,39 @@ pub trait Store: AuditStore + Send + Sync + 'static {
         revocation: &str,
         alive_since: DateTime<Utc>,
     ) -> Result<Vec<ReplicaAck>, StoreError>;
+
+    /// Inserts a step-up approval request; [`StoreError::AlreadyExists`] also when a pending
+    /// request for the same call (its binding) exists.
+    async fn insert_approval(&self, approval: &ApprovalRequest) -> Result<(), StoreError>;
+    /// An approval request by ID.
+    async fn approval(&self, id: &str) -> Result<Option<Versioned<ApprovalRequest>>, StoreError>;
+    /// Approval requests stored with `status` (all when `None`), oldest first.
+    async fn approvals(
+        &self,
+        status: Option<ApprovalStatus>,
+    ) -> Result<Vec<ApprovalRequest>, StoreError>;
+    /// The request stored as pending for `binding` ([`ApprovalRequest::binding_key`]), if any
+    /// (it may be past its expiry).
+    async fn pending_approval(
+        &self,
+        binding: &str,
+    ) -> Result<Option<Versioned<ApprovalRequest>>, StoreError>;
+    /// Compare-and-swap update of an approval request.
+    async fn update_approval(
+        &self,
+        approval: &ApprovalRequest,
+        expected: Version,
+    ) -> Result<Version, StoreError>;
+    /// Inserts or replaces a webhook delivery's JSON document, about `subject`.
+    async fn record_delivery(
+        &self,
+        id: &str,
+        subject: &str,
+        doc: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// The JSON documents of the webhook deliveries about `subject`, oldest first.
+    async fn deliveries(&self, subject: &str) -> Result<Vec<String>, StoreError>;
 
     /// Inserts a revocation.
     async fn insert_revocation(&self, revocation: &Revocation) -> Result<(), StoreError>;

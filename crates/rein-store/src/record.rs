@@ -5,6 +5,7 @@
 //! filters run on indexes instead of decoding every row.
 
 use rein_core::agent::Agent;
+use rein_core::approval::ApprovalRequest;
 use rein_core::grant::Grant;
 use rein_core::revocation::{Revocation, RevocationTarget};
 use rein_core::system::System;
@@ -146,6 +147,25 @@ impl Record for Revocation {
             text(kind),
             millis(self.at),
             nullable_millis(self.moot_after()),
+        ]
+    }
+}
+
+impl Record for ApprovalRequest {
+    const TABLE: Table = Table {
+        kind: "approval request",
+        name: "approvals",
+        key: "id",
+        columns: &["status", "binding", "expires_ms"],
+    };
+    fn key(&self) -> &str {
+        &self.id
+    }
+    fn columns(&self) -> Vec<Value> {
+        vec![
+            text(self.status.as_str()),
+            text(&self.binding_key()),
+            millis(self.expires_at),
         ]
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rein_core::agent::Agent;
+use rein_core::approval::{ApprovalRequest, ApprovalStatus};
 use rein_core::grant::{Grant, GrantStatus};
 use rein_core::id::{AgentId, GrantId, SystemName, TeamName, UserName};
 use rein_core::revocation::Revocation;
@@ -119,7 +120,9 @@ where
     }
 }
 
-/// `INSERT … ON CONFLICT DO NOTHING RETURNING version`: no row back means the key exists.
+/// `INSERT … ON CONFLICT DO NOTHING RETURNING version`: no row back means the key exists (or
+/// another unique constraint of the table holds an equal value, e.g. one pending approval per
+/// call).
 fn insert_sql<R: Record>() -> String {
     let t = R::TABLE;
     let mut columns = format!("{}, version, doc", t.key);
@@ -129,8 +132,8 @@ fn insert_sql<R: Record>() -> String {
         values.push_str(&format!(", ${}", i + 3));
     }
     format!(
-        "INSERT INTO {} ({columns}) VALUES ({values}) ON CONFLICT ({}) DO NOTHING RETURNING version",
-        t.name, t.key
+        "INSERT INTO {} ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING RETURNING version",
+        t.name
     )
 }
 
@@ -358,6 +361,51 @@ where
                 .await?,
             revocations: self.list_versioned(Vec::new()).await?,
         })
+    }
+
+    pub(crate) async fn insert_approval(&self, a: &ApprovalRequest) -> Result<(), StoreError> {
+        self.insert(a).await
+    }
+
+    pub(crate) async fn approval(
+        &self,
+        id: &str,
+    ) -> Result<Option<Versioned<ApprovalRequest>>, StoreError> {
+        self.get(id).await
+    }
+
+    pub(crate) async fn approvals(
+        &self,
+        status: Option<ApprovalStatus>,
+    ) -> Result<Vec<ApprovalRequest>, StoreError> {
+        let filters = status
+            .map(|s| vec![("status", Value::Text(s.as_str().to_owned()))])
+            .unwrap_or_default();
+        self.list(filters).await
+    }
+
+    pub(crate) async fn pending_approval(
+        &self,
+        binding: &str,
+    ) -> Result<Option<Versioned<ApprovalRequest>>, StoreError> {
+        let mut found = self
+            .list_versioned(vec![
+                (
+                    "status",
+                    Value::Text(ApprovalStatus::Pending.as_str().to_owned()),
+                ),
+                ("binding", Value::Text(binding.to_owned())),
+            ])
+            .await?;
+        Ok(found.pop())
+    }
+
+    pub(crate) async fn update_approval(
+        &self,
+        a: &ApprovalRequest,
+        expected: Version,
+    ) -> Result<Version, StoreError> {
+        self.update(a, expected).await
     }
 
     pub(crate) async fn insert_revocation(&self, r: &Revocation) -> Result<(), StoreError> {
@@ -777,6 +825,55 @@ macro_rules! delegate_store {
                 alive_since: chrono::DateTime<chrono::Utc>,
             ) -> Result<Vec<$crate::ReplicaAck>, $crate::StoreError> {
                 self.sql.revocation_acks(revocation, alive_since).await
+            }
+            async fn insert_approval(
+                &self,
+                a: &rein_core::approval::ApprovalRequest,
+            ) -> Result<(), $crate::StoreError> {
+                self.sql.insert_approval(a).await
+            }
+            async fn approval(
+                &self,
+                id: &str,
+            ) -> Result<
+                Option<$crate::Versioned<rein_core::approval::ApprovalRequest>>,
+                $crate::StoreError,
+            > {
+                self.sql.approval(id).await
+            }
+            async fn approvals(
+                &self,
+                status: Option<rein_core::approval::ApprovalStatus>,
+            ) -> Result<Vec<rein_core::approval::ApprovalRequest>, $crate::StoreError> {
+                self.sql.approvals(status).await
+            }
+            async fn pending_approval(
+                &self,
+                binding: &str,
+            ) -> Result<
+                Option<$crate::Versioned<rein_core::approval::ApprovalRequest>>,
+                $crate::StoreError,
+            > {
+                self.sql.pending_approval(binding).await
+            }
+            async fn update_approval(
+                &self,
+                a: &rein_core::approval::ApprovalRequest,
+                expected: $crate::Version,
+            ) -> Result<$crate::Version, $crate::StoreError> {
+                self.sql.update_approval(a, expected).await
+            }
+            async fn record_delivery(
+                &self,
+                id: &str,
+                subject: &str,
+                doc: &str,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> Result<(), $crate::StoreError> {
+                self.sql.record_delivery(id, subject, doc, at).await
+            }
+            async fn deliveries(&self, subject: &str) -> Result<Vec<String>, $crate::StoreError> {
+                self.sql.deliveries(subject).await
             }
             async fn insert_revocation(
                 &self,

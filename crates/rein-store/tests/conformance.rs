@@ -214,6 +214,8 @@ conformance!(
     concurrent_claims_of_one_assertion_have_one_winner,
     moot_revocations_and_expired_assertions_are_pruned,
     replicas_acknowledge_revocations,
+    one_pending_approval_per_call,
+    webhook_deliveries_are_replaced_and_listed,
 );
 
 /// The audit log's storage and the signing keys.
@@ -1003,6 +1005,103 @@ async fn replicas_acknowledge_revocations(h: &mut Harness) {
         listed(s.revocation_acks("other", at(0)).await.unwrap()),
         ["r1"]
     );
+}
+
+fn step_up(id: u8, digest: &str) -> rein_core::approval::ApprovalRequest {
+    use rein_core::approval::{ApprovalRequest, StepUpCall};
+    ApprovalRequest::open(
+        [id; 16],
+        StepUpCall {
+            agent: agent_id("payments", "bot", "prod"),
+            system: name("billing-db"),
+            action: name("refund"),
+            mutating: true,
+            production: true,
+            argument_digest: digest.into(),
+            arguments_preview: serde_json::json!({"amount": 5}),
+            task_id: None,
+            intent: None,
+            risk: Some(90),
+            confidence: None,
+            policies: vec!["high-risk".into()],
+            policy_version: "v1".into(),
+            approvers_required: 1,
+            decision_id: format!("dec_{id}"),
+            requested_by: "user:alice".into(),
+        },
+        vec![name("user:bob")],
+        None,
+        900,
+        at(0),
+    )
+    .unwrap()
+}
+
+async fn one_pending_approval_per_call(h: &mut Harness) {
+    use rein_core::approval::ApprovalStatus;
+    let s = &h.store;
+    let first = step_up(1, "d1");
+    s.insert_approval(&first).await.unwrap();
+    // The same call again while the first is pending: refused, the first is found.
+    assert!(matches!(
+        s.insert_approval(&step_up(2, "d1")).await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    let found = s
+        .pending_approval(&first.binding_key())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (found.value.id.as_str(), found.version),
+        (first.id.as_str(), 1)
+    );
+    // Other arguments are another call.
+    s.insert_approval(&step_up(3, "d2")).await.unwrap();
+    // Once the first is decided, the same call may ask again.
+    let mut decided = first.clone();
+    decided.status = ApprovalStatus::Denied;
+    assert_eq!(s.update_approval(&decided, 1).await.unwrap(), 2);
+    assert!(s
+        .pending_approval(&first.binding_key())
+        .await
+        .unwrap()
+        .is_none());
+    s.insert_approval(&step_up(4, "d1")).await.unwrap();
+    let pending: Vec<String> = s
+        .approvals(Some(ApprovalStatus::Pending))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(pending, vec![step_up(3, "d2").id, step_up(4, "d1").id]);
+    assert_eq!(s.approvals(None).await.unwrap().len(), 3);
+    assert_eq!(s.approval(&first.id).await.unwrap().unwrap().value, decided);
+}
+
+async fn webhook_deliveries_are_replaced_and_listed(h: &mut Harness) {
+    let s = &h.store;
+    s.record_delivery("d1", "apr_1", r#"{"attempts":1}"#, at(0))
+        .await
+        .unwrap();
+    s.record_delivery("d2", "apr_1", r#"{"attempts":1}"#, at(1))
+        .await
+        .unwrap();
+    s.record_delivery("d3", "apr_2", r#"{"attempts":1}"#, at(1))
+        .await
+        .unwrap();
+    s.record_delivery("d1", "apr_1", r#"{"attempts":2}"#, at(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.deliveries("apr_1").await.unwrap(),
+        vec![
+            r#"{"attempts":2}"#.to_owned(),
+            r#"{"attempts":1}"#.to_owned()
+        ]
+    );
+    assert!(s.deliveries("apr_9").await.unwrap().is_empty());
 }
 
 async fn grants_filter_by_agent_system_and_status(h: &mut Harness) {

@@ -255,4 +255,38 @@ where
             })
             .collect()
     }
+
+    /// Inserts or replaces the delivery `id` (about `subject`) with its JSON document.
+    pub(crate) async fn record_delivery(
+        &self,
+        id: &str,
+        subject: &str,
+        doc: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (id, subject, doc, updated_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, updated_ms = excluded.updated_ms",
+        )
+        .bind(id.to_owned())
+        .bind(subject.to_owned())
+        .bind(doc.to_owned())
+        .bind(at.timestamp_millis())
+        .execute(&self.write)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// The JSON documents of the deliveries about `subject`, oldest first.
+    pub(crate) async fn deliveries(&self, subject: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT doc FROM webhook_deliveries WHERE subject = $1 ORDER BY id")
+            .bind(subject.to_owned())
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_error)?;
+        rows.iter()
+            .map(|row| row.try_get(0).map_err(db_error))
+            .collect()
+    }
 }
