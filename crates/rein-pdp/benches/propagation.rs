@@ -39,7 +39,12 @@ async fn replica(url: &str, schema: &str, master: [u8; 32]) -> Arc<Pdp> {
     )
     .await
     .unwrap();
-    let registry = Registry::new(store, RegistryConfig::default(), Arc::new(SystemClock), audit);
+    let registry = Registry::new(
+        store,
+        RegistryConfig::default(),
+        Arc::new(SystemClock),
+        audit,
+    );
     Pdp::start(registry, None).await.unwrap()
 }
 
@@ -89,7 +94,9 @@ fn main() {
         let mut applied = second.facts().watch();
         for i in 0..rounds {
             let team = format!("team-{i}");
-            let agent = format!("spiffe://rein.local/agent/{team}/bot/prod").parse().unwrap();
+            let agent = format!("spiffe://rein.local/agent/{team}/bot/prod")
+                .parse()
+                .unwrap();
             let started = Instant::now();
             let revocation = first
                 .registry()

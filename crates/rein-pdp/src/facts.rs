@@ -147,7 +147,8 @@ impl FactsCache {
         self.applied.subscribe()
     }
 
-    fn bump(&self) {
+    /// Wakes the watchers (something they may wait for changed).
+    pub(crate) fn bump(&self) {
         self.applied.send_modify(|n| *n = n.wrapping_add(1));
     }
 
@@ -321,6 +322,11 @@ impl Observer for FactsCache {
         let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
         inner.grant(grant.clone(), version);
         drop(inner);
+        self.bump();
+    }
+
+    fn approval_written(&self, _: &rein_core::approval::ApprovalRequest, _: Version) {
+        // Not a decision fact (decisions read approvals from the store); waiters watch.
         self.bump();
     }
 

@@ -12,6 +12,7 @@
 //! through the registry) when a budget says so, and writes the decision to the audit log before
 //! answering: a decision that cannot be recorded is a deny.
 
+mod approvals;
 pub mod budget;
 mod error;
 mod facts;
@@ -35,6 +36,7 @@ use rein_policy::{
 use rein_registry::{actor, Registry};
 use serde::{Deserialize, Serialize};
 
+pub use approvals::{ApprovalRef, Notifier, MAX_WAIT_SECS};
 pub use error::Error;
 pub use facts::{FactsCache, FactsUnavailable, Lookup, TokenFacts};
 pub use policies::{load_dir, LoadError, Loaded, PolicySource};
@@ -140,6 +142,10 @@ pub struct Authorization {
     pub step_up: Option<StepUp>,
     /// SHA-256 of the canonical arguments (what an approval binds to).
     pub argument_digest: String,
+    /// For `step_up`: the approval request opened (or joined) for this exact call. For an
+    /// `allow` that used an approval: that approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalRef>,
     /// The audit record of this decision; absent only when it could not be written (and the
     /// decision is then a deny).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -395,9 +401,10 @@ impl Pdp {
         let decision_id = decision_id();
         let loaded = self.policies.current();
         let guardrails = &loaded.guardrails;
-        let (decision, lookup) = match self.facts.lookup(&request.agent, &request.system) {
+        let evidence = self.approval_evidence(&request).await;
+        let (mut decision, lookup) = match self.facts.lookup(&request.agent, &request.system) {
             Ok(lookup) => (
-                self.decide_counted(&request, &lookup, guardrails),
+                self.decide_counted(&request, &lookup, guardrails, evidence),
                 Some(lookup),
             ),
             Err(e) => (
@@ -405,9 +412,25 @@ impl Pdp {
                 None,
             ),
         };
+        let approval = match &lookup {
+            Some(lookup) => {
+                self.settle_approval(&by, &decision_id, &request, lookup, &mut decision)
+                    .await
+            }
+            None => None,
+        };
         let mut event = decision_event(by, &decision_id, &decision, &request);
         if let Some(lookup) = &lookup {
             add_accountability(&mut event, &decision, lookup);
+        }
+        if let Some(a) = &approval {
+            // The decision names the approval it opened or used; a used one's approvers are
+            // the people who let this call through.
+            event.details.insert("approval_id".into(), a.id.clone());
+            event
+                .details
+                .insert("approval_status".into(), a.status.as_str().into());
+            event.approvers.extend(a.approvers.iter().cloned());
         }
         event.latency_us = u64::try_from(started.elapsed().as_micros()).ok();
         let (decision, audit_seq) = match self.registry.audit().append(event).await {
@@ -438,6 +461,7 @@ impl Pdp {
             rule: decision.rule,
             step_up: decision.step_up,
             argument_digest: decision.argument_digest,
+            approval: approval.filter(|_| audit_seq.is_some()),
             audit_seq,
         }
     }
@@ -448,6 +472,7 @@ impl Pdp {
         request: &Request,
         lookup: &Lookup,
         guardrails: &rein_policy::Guardrails,
+        approval: ApprovalEvidence,
     ) -> Decision {
         let mutating = lookup
             .system
@@ -472,7 +497,7 @@ impl Pdp {
             grants: &lookup.grants,
             revoked: revoked.as_deref(),
             usage,
-            approval: ApprovalEvidence::None,
+            approval,
         };
         let decision = decide(request, &facts, guardrails);
         if let Some(c) = counters.as_mut() {

@@ -74,6 +74,8 @@ impl Pdp {
                     facts.revocation_written(&v.value, v.version);
                 }
             }
+            // Waiters for a decision on this node re-read it.
+            "approval" => facts.bump(),
             _ => {}
         }
         Ok(())

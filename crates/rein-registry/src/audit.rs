@@ -290,6 +290,18 @@ impl Registry {
         self.announce("system", system.name.to_string());
     }
 
+    /// Tells the observers that `approval` is now at `version`.
+    pub(crate) fn approval_written(
+        &self,
+        approval: &rein_core::approval::ApprovalRequest,
+        version: Version,
+    ) {
+        for o in self.observers.iter() {
+            o.approval_written(approval, version);
+        }
+        self.announce("approval", approval.id.clone());
+    }
+
     /// Tells the observers that `revocation` is now at `version`.
     pub(crate) fn revocation_written(
         &self,

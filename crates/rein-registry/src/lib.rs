@@ -7,6 +7,7 @@
 //! the race. Nothing here knows HTTP.
 
 mod agents;
+mod approvals;
 mod audit;
 mod audit_read;
 mod auth_cache;
@@ -28,6 +29,7 @@ use rein_core::id::{Environment, PrincipalRef, TrustDomain};
 use rein_store::Store;
 
 pub use agents::{AgentPatch, NewAgent};
+pub use approvals::Verdict;
 /// Audit actors: a user, an agent, or Rein itself.
 pub mod actor {
     pub use crate::audit::{agent, rein, user};
@@ -72,6 +74,10 @@ pub struct RegistryConfig {
     pub protected_environments: Vec<Environment>,
     /// Environments whose `write`/`admin` grants also need the agent's business owner.
     pub production_environments: Vec<Environment>,
+    /// Seconds a step-up approval request waits for its decision (default 900).
+    pub approval_ttl_secs: i64,
+    /// Whether admins may decide step-up requests they are not approvers of (default no).
+    pub admins_may_approve: bool,
 }
 
 impl Default for RegistryConfig {
@@ -86,6 +92,8 @@ impl Default for RegistryConfig {
                 .collect(),
             protected_environments: ["prod", "staging"].into_iter().filter_map(env).collect(),
             production_environments: ["prod"].into_iter().filter_map(env).collect(),
+            approval_ttl_secs: rein_core::approval::DEFAULT_TTL_SECS,
+            admins_may_approve: false,
         }
     }
 }

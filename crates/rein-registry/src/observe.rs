@@ -9,6 +9,7 @@
 //! reach it in.
 
 use rein_core::agent::Agent;
+use rein_core::approval::ApprovalRequest;
 use rein_core::grant::Grant;
 use rein_core::revocation::Revocation;
 use rein_core::system::System;
@@ -25,4 +26,7 @@ pub trait Observer: Send + Sync + 'static {
     fn grant_written(&self, grant: &Grant, version: Version);
     /// `revocation` was recorded or lifted and is now at `version`.
     fn revocation_written(&self, revocation: &Revocation, version: Version);
+    /// A step-up approval request was opened or changed and is now at `version` (for waiters
+    /// and notifications; decisions read approvals from the store).
+    fn approval_written(&self, _approval: &ApprovalRequest, _version: Version) {}
 }

@@ -46,7 +46,7 @@ pub use error::Problem;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::routes::{
-    agents, audit, decisions, grants, keys, oauth, revocations, systems, teams, users,
+    agents, approvals, audit, decisions, grants, keys, oauth, revocations, systems, teams, users,
 };
 
 /// The largest request body accepted, in bytes (1 MiB); larger bodies get 413.
@@ -130,6 +130,12 @@ pub fn router(state: AppState) -> Router {
             post(revocations::create).get(revocations::list),
         )
         .route("/v1/revocations/{id}/lift", post(revocations::lift))
+        .route("/v1/approvals", get(approvals::list))
+        .route("/v1/approvals/{id}", get(approvals::get))
+        .route("/v1/approvals/{id}/wait", get(approvals::wait))
+        .route("/v1/approvals/{id}/approve", post(approvals::approve))
+        .route("/v1/approvals/{id}/deny", post(approvals::deny))
+        .route("/v1/approvals/{id}/deliveries", get(approvals::deliveries))
         .route(
             "/v1/revocations/{id}/propagation",
             get(revocations::propagation),

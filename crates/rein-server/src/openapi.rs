@@ -6,7 +6,9 @@ use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 use utoipa::Modify;
 
 use crate::error::{Problem, PROBLEM_JSON};
-use crate::routes::{agents, audit, decisions, grants, keys, revocations, systems, teams, users};
+use crate::routes::{
+    agents, approvals, audit, decisions, grants, keys, revocations, systems, teams, users,
+};
 
 /// The name of the bearer-token security scheme (also spelled out in `security(...)` below).
 const BEARER: &str = "bearer";
@@ -34,6 +36,7 @@ const PROBLEM_RESPONSE: &str = "Problem";
         grants::approve, grants::deny, grants::revoke,
         decisions::authorize, decisions::authorize_batch, decisions::policies, decisions::reload,
         revocations::create, revocations::list, revocations::lift, revocations::propagation,
+        approvals::list, approvals::get, approvals::wait, approvals::approve, approvals::deny, approvals::deliveries,
         keys::rotate,
         audit::list, audit::get, audit::why, audit::checkpoints, audit::keys,
         audit::export, audit::verify,
@@ -49,6 +52,7 @@ const PROBLEM_RESPONSE: &str = "Problem";
         (name = "agents", description = "Agent identities, lifecycle and public keys"),
         (name = "grants", description = "Grants and their approval path"),
         (name = "decisions", description = "Policy decisions (allow, deny, step-up) and the guardrail set in force"),
+        (name = "approvals", description = "Step-up approval requests: deciding them, waiting for them, their webhook deliveries"),
         (name = "revocations", description = "Revoking tokens, tasks, teams, environments, or every token issued before a time"),
         (name = "keys", description = "Rein's own signing keys"),
         (name = "audit", description = "The tamper-evident audit log: records, why, checkpoints, export and verification (admins and auditors only)"),

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "api/approvals.rs"]
+mod approvals;
 #[path = "api/audit.rs"]
 mod audit;
 mod common;
@@ -58,7 +60,16 @@ impl World {
         backend: &common::Backend,
         policies: Option<std::path::PathBuf>,
     ) -> Option<Self> {
-        let srv = Server::start_with_policies(backend, policies).await?;
+        Self::full(backend, policies, Vec::new()).await
+    }
+
+    /// A world with guardrails from `policies`, announcing approvals to `webhooks`.
+    async fn full(
+        backend: &common::Backend,
+        policies: Option<std::path::PathBuf>,
+        webhooks: Vec<rein_notify::Webhook>,
+    ) -> Option<Self> {
+        let srv = Server::start_full(backend, policies, webhooks).await?;
         let alice = srv.user("alice", "member").await;
         let bob = srv.user("bob", "member").await;
         let carol = srv.user("carol", "member").await;
@@ -851,7 +862,7 @@ async fn every_v1_operation_requires_a_token() {
             }
         }
     }
-    assert_eq!(checked, 46);
+    assert_eq!(checked, 53);
     assert_eq!(doc["security"], json!([{"bearer": []}]));
 }
 

@@ -10,6 +10,7 @@ use crate::error::ApiError;
 use crate::AppState;
 
 pub(crate) mod agents;
+pub(crate) mod approvals;
 pub(crate) mod audit;
 pub(crate) mod decisions;
 pub(crate) mod grants;

@@ -11,7 +11,7 @@ use super::*;
 const DEV_SYSTEM: &str = "billing-db-dev";
 
 /// The example guardrails, copied so that a test may change them.
-fn example_policies() -> tempfile::TempDir {
+pub(super) fn example_policies() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies");
     for entry in std::fs::read_dir(examples).unwrap() {
@@ -42,7 +42,7 @@ async fn authorize(api: &Api, token: &str, body: Value) -> Value {
 }
 
 /// An active grant: requested by alice, approved by bob (and carol when it needs her).
-async fn active_grant(w: &World, agent: &str, system: &str, actions: &[&str]) -> String {
+pub(super) async fn active_grant(w: &World, agent: &str, system: &str, actions: &[&str]) -> String {
     let id = request_grant(&w.srv, &w.alice, agent, system, actions).await;
     let after = w.srv.post(&w.bob, &approve(&id), json!({})).await.ok(200);
     if after["status"] == "requested" {
@@ -51,7 +51,7 @@ async fn active_grant(w: &World, agent: &str, system: &str, actions: &[&str]) ->
     id
 }
 
-fn strs(v: &Value) -> Vec<&str> {
+pub(super) fn strs(v: &Value) -> Vec<&str> {
     v.as_array()
         .unwrap()
         .iter()

@@ -60,7 +60,12 @@ pub(super) fn form(assertion: &str, system: &str, scope: &str) -> Vec<(String, S
     form_for_task(assertion, system, scope, "task-7")
 }
 
-fn form_for_task(assertion: &str, system: &str, scope: &str, task: &str) -> Vec<(String, String)> {
+pub(super) fn form_for_task(
+    assertion: &str,
+    system: &str,
+    scope: &str,
+    task: &str,
+) -> Vec<(String, String)> {
     [
         ("grant_type", "client_credentials"),
         ("client_assertion_type", ASSERTION_TYPE),

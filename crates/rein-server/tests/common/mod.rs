@@ -271,6 +271,13 @@ delegate! {
         fn leave(&self, id: &str) -> ();
         fn ack_revocations(&self, replica: &str, revocations: &[String], at: DateTime<Utc>) -> ();
         fn revocation_acks(&self, revocation: &str, alive_since: DateTime<Utc>) -> Vec<rein_store::ReplicaAck>;
+        fn insert_approval(&self, a: &rein_core::approval::ApprovalRequest) -> ();
+        fn approval(&self, id: &str) -> Option<Versioned<rein_core::approval::ApprovalRequest>>;
+        fn approvals(&self, status: Option<rein_core::approval::ApprovalStatus>) -> Vec<rein_core::approval::ApprovalRequest>;
+        fn pending_approval(&self, binding: &str) -> Option<Versioned<rein_core::approval::ApprovalRequest>>;
+        fn update_approval(&self, a: &rein_core::approval::ApprovalRequest, expected: Version) -> Version;
+        fn record_delivery(&self, id: &str, subject: &str, doc: &str, at: DateTime<Utc>) -> ();
+        fn deliveries(&self, subject: &str) -> Vec<String>;
         fn insert_revocation(&self, r: &Revocation) -> ();
         fn revocation(&self, id: &str) -> Option<Versioned<Revocation>>;
         fn revocations(&self) -> Vec<Revocation>;
@@ -363,6 +370,16 @@ impl Server {
         backend: &Backend,
         policies: Option<std::path::PathBuf>,
     ) -> Option<Self> {
+        Self::start_full(backend, policies, Vec::new()).await
+    }
+
+    /// A server with guardrails from `policies` that announces approval requests to
+    /// `webhooks` (retried quickly, so a test sees the outcome of retries in milliseconds).
+    pub async fn start_full(
+        backend: &Backend,
+        policies: Option<std::path::PathBuf>,
+        webhooks: Vec<rein_notify::Webhook>,
+    ) -> Option<Self> {
         logs();
         let (inner, data) = open_store(backend).await?;
         let store = Arc::new(FlakyStore {
@@ -392,12 +409,23 @@ impl Server {
             .await
             .unwrap()
             .token;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let notifier = rein_pdp::Notifier::new(
+            webhooks,
+            &format!("http://{addr}"),
+            store.clone(),
+            rein_notify::RetryPolicy {
+                initial_backoff: std::time::Duration::from_millis(10),
+                ..rein_notify::RetryPolicy::default()
+            },
+        )
+        .unwrap();
+        let registry = registry.observed_by(Arc::new(notifier));
         let pdp = rein_pdp::Pdp::start(registry, policies).await.unwrap();
         let watch = pdp.watch_policies().unwrap();
         let upkeep = pdp.start_upkeep().await.unwrap();
         let registry = pdp.registry().clone();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let issuer = rein_pdp::Issuer::open(&registry, master, &format!("http://{addr}"))
             .await
             .unwrap();
