@@ -39,8 +39,60 @@ pub struct FileConfig {
     policies_dir: Option<PathBuf>,
     facts_refresh_seconds: Option<u64>,
     public_url: Option<String>,
+    approval_ttl_seconds: Option<i64>,
+    admins_may_approve: Option<bool>,
     #[serde(default)]
     audit: AuditFileConfig,
+    #[serde(default)]
+    webhooks: Vec<WebhookFileConfig>,
+}
+
+/// One `[[webhooks]]` table of `rein.toml`: where approval requests, decisions and expiries
+/// are announced. The signing secret is read from a file (never written in `rein.toml`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookFileConfig {
+    name: String,
+    url: String,
+    secret_file: PathBuf,
+    #[serde(default)]
+    format: rein_notify::Format,
+    #[serde(default)]
+    events: Vec<rein_notify::EventKind>,
+}
+
+impl WebhookFileConfig {
+    /// The webhook, its secret read from `secret_file` (relative to the data directory).
+    fn load(self, data_dir: &Path) -> anyhow::Result<rein_notify::Webhook> {
+        let invalid = |why: String| Local::new("invalid-config", why);
+        if !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
+            return Err(invalid(format!("webhook `{}`: `url` must be http(s)", self.name)).into());
+        }
+        let path = data_dir.join(&self.secret_file);
+        let secret = std::fs::read_to_string(&path).map_err(|e| {
+            invalid(format!(
+                "webhook `{}`: cannot read `secret_file` `{}`: {e}",
+                self.name,
+                path.display()
+            ))
+        })?;
+        let secret = secret.trim();
+        if secret.len() < 16 {
+            return Err(invalid(format!(
+                "webhook `{}`: the secret in `{}` must be at least 16 characters",
+                self.name,
+                path.display()
+            ))
+            .into());
+        }
+        Ok(rein_notify::Webhook {
+            name: self.name,
+            url: self.url,
+            secret: rein_notify::Secret::new(secret.as_bytes()),
+            format: self.format,
+            events: self.events,
+        })
+    }
 }
 
 /// The `[audit]` table of `rein.toml`.
@@ -178,6 +230,8 @@ pub struct Settings {
     pub facts_refresh: Duration,
     /// The public base URL, if configured (otherwise derived from the bound address).
     pub public_url: Option<String>,
+    /// Where approval requests are announced.
+    pub webhooks: Vec<rein_notify::Webhook>,
 }
 
 /// Checkpoint every 10 000 records or 60 s; sweep expiries every 30 s.
@@ -221,6 +275,12 @@ impl Settings {
                 .production_environments
                 .or(file.production_environments)
                 .unwrap_or(defaults.production_environments),
+            approval_ttl_secs: file
+                .approval_ttl_seconds
+                .unwrap_or(defaults.approval_ttl_secs),
+            admins_may_approve: file
+                .admins_may_approve
+                .unwrap_or(defaults.admins_may_approve),
         };
         if registry.environments.is_empty() {
             return Err(Local::new("invalid-config", "`environments` must not be empty").into());
@@ -275,6 +335,16 @@ impl Settings {
                 file.facts_refresh_seconds,
             )?)
             .unwrap_or(DEFAULT_FACTS_REFRESH_SECONDS);
+        if !(1..=rein_core::approval::MAX_TTL_SECS).contains(&registry.approval_ttl_secs) {
+            return Err(Local::new(
+                "invalid-config",
+                format!(
+                    "`approval_ttl_seconds` must be 1 to {}",
+                    rein_core::approval::MAX_TTL_SECS
+                ),
+            )
+            .into());
+        }
         let configured_policies = overrides.policies_dir.or(file.policies_dir);
         let policies_dir_is_default = configured_policies.is_none();
         let policies_dir = configured_policies.unwrap_or_else(|| data_dir.join(POLICIES_DIR));
@@ -292,6 +362,11 @@ impl Settings {
             policies_dir_is_default,
             facts_refresh: Duration::from_secs(refresh),
             public_url: check_public_url(overrides.public_url.or(file.public_url))?,
+            webhooks: file
+                .webhooks
+                .into_iter()
+                .map(|w| w.load(data_dir))
+                .collect::<anyhow::Result<_>>()?,
         })
     }
 }

@@ -82,6 +82,9 @@ enum Command {
     /// every token issued before a time; list and lift revocations.
     #[command(subcommand)]
     Revoke(command::revoke::Command),
+    /// Step-up approval requests: list, show, approve, deny, wait.
+    #[command(subcommand)]
+    Approvals(command::approvals::Command),
     /// Read, explain, export and verify the audit log (admins and auditors).
     #[command(subcommand)]
     Audit(command::audit::Command),
@@ -119,6 +122,12 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
     let done = match cli.command {
         Command::Authorize(args) => return command::authorize::run(&client()?, args).await,
         Command::Token(cmd) => return command::token::run(&client()?, cmd).await,
+        Command::Approvals(cmd) => {
+            return match command::approvals::run(&client()?, cmd).await? {
+                true => Ok(Exit::Success),
+                false => Ok(Exit::Deny),
+            }
+        }
         Command::Init(args) => command::init::run(args).await,
         Command::Server(args) => command::server::run(args).await,
         Command::Whoami => command::whoami::run(&client()?).await,

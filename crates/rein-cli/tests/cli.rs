@@ -294,6 +294,28 @@ fn server_and_client_failures_exit_1_with_one_line() {
 
     let out = run(rein().arg("whoami"));
     assert_error(&out, "unauthenticated");
+
+    // A webhook whose secret file is missing, or too short, stops the server at start.
+    let dir = tmp.path().join("data");
+    init(&dir, &[]);
+    let config = std::fs::read_to_string(dir.join("rein.toml")).unwrap();
+    std::fs::write(
+        dir.join("rein.toml"),
+        format!(
+            "{config}\n[[webhooks]]\nname = \"approvers\"\nurl = \"http://127.0.0.1:1/hook\"\nsecret_file = \"hook.secret\"\n"
+        ),
+    )
+    .unwrap();
+    let serve = || {
+        run(rein()
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&dir))
+    };
+    let err = assert_error(&serve(), "invalid-config");
+    assert!(err.contains("hook.secret"), "{err}");
+    std::fs::write(dir.join("hook.secret"), "short").unwrap();
+    let err = assert_error(&serve(), "invalid-config");
+    assert!(err.contains("at least 16 characters"), "{err}");
 }
 
 #[test]

@@ -117,6 +117,15 @@ fn render(d: &Value) -> String {
     if let Some(n) = d["step_up"]["approvers_required"].as_u64() {
         out.push_str(&format!("step-up:         {n} approver(s) needed\n"));
     }
+    if let Some(id) = d["approval"]["id"].as_str() {
+        let status = d["approval"]["status"].as_str().unwrap_or("");
+        out.push_str(&format!("approval:        {id} ({status})\n"));
+        if status == "pending" {
+            out.push_str(&format!(
+                "                 wait with `rein approvals wait {id}`, then repeat the call with `--approval-id {id}`\n"
+            ));
+        }
+    }
     for s in output::rows(&d["shadow"]) {
         out.push_str(&format!(
             "shadow:          {} would {}\n",

@@ -14,6 +14,7 @@ use crate::client::{segment, Local};
 
 pub mod agent;
 pub mod agent_key;
+pub mod approvals;
 pub mod audit;
 pub mod authorize;
 pub mod grant;

@@ -202,9 +202,6 @@ async fn serve(
     master: MasterKey,
 ) -> anyhow::Result<()> {
     let policies = policies_dir(settings)?;
-    let pdp = Pdp::start(registry, Some(policies.clone()))
-        .await
-        .context("starting the decision point")?;
     let public_url = match &settings.public_url {
         Some(url) => url.clone(),
         None => format!(
@@ -212,6 +209,21 @@ async fn serve(
             listener.local_addr().context("reading the bound address")?
         ),
     };
+    let notifier = rein_pdp::Notifier::new(
+        settings.webhooks.clone(),
+        &public_url,
+        Arc::clone(registry.store()),
+        rein_notify::RetryPolicy::default(),
+    )
+    .context("setting up webhooks")?;
+    tracing::info!(
+        webhooks = settings.webhooks.len(),
+        "approval notifications ready"
+    );
+    let registry = registry.observed_by(Arc::new(notifier));
+    let pdp = Pdp::start(registry, Some(policies.clone()))
+        .await
+        .context("starting the decision point")?;
     let issuer = Issuer::open(pdp.registry(), master, &public_url)
         .await
         .context("opening the token signing key")?;
@@ -292,7 +304,8 @@ async fn refresh_facts(pdp: Arc<Pdp>, issuer: Arc<Issuer>, every: Duration) {
     }
 }
 
-/// Every `every`, records and persists the expiry of grants past `expires_at`. A grant is
+/// Every `every`, records and persists the expiry of grants past `expires_at` and of approval
+/// requests past theirs (which also announces them to the webhooks). A grant is
 /// treated as expired at read time anyway; this puts `grant.expired` in the audit log. Failures
 /// are logged and retried at the next tick.
 async fn sweep_expiries(registry: Registry, every: Duration) {
@@ -305,6 +318,13 @@ async fn sweep_expiries(registry: Registry, every: Duration) {
             Ok(n) => tracing::info!(expired = n, "recorded grant expiries"),
             Err(e) => {
                 tracing::error!(error = ?e, "grant expiry sweep failed; retrying at the next tick")
+            }
+        }
+        match registry.expire_approvals().await {
+            Ok(expired) if expired.is_empty() => {}
+            Ok(expired) => tracing::info!(expired = expired.len(), "recorded approval expiries"),
+            Err(e) => {
+                tracing::error!(error = ?e, "approval expiry sweep failed; retrying at the next tick")
             }
         }
     }

@@ -343,3 +343,76 @@ fn the_kill_switch_denies_until_it_is_lifted() {
         "{text}"
     );
 }
+
+#[test]
+fn a_step_up_is_approved_from_the_cli_and_unlocks_the_call_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut server, admin) = dev_server(tmp.path(), None);
+    let users =
+        std::fs::read_to_string(server.line("Example users' tokens (valid 1 day): ")).unwrap();
+    let dave = users
+        .lines()
+        .find_map(|l| l.strip_prefix("REIN_TOKEN_DAVE="))
+        .unwrap()
+        .to_owned();
+    let call = [
+        "--system",
+        "tickets",
+        "--action",
+        "add_comment",
+        "--task-id",
+        "t-2",
+        "--intent",
+        "report a mismatch",
+        "--risk",
+        "90",
+        "--confidence",
+        "0.95",
+    ];
+    let text = assert_exit(&authorize(&server, &admin, &call), 3);
+    let id = text
+        .lines()
+        .find_map(|l| l.strip_prefix("approval:"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no approval line: {text}"))
+        .to_owned();
+    assert!(id.starts_with("apr_"), "{text}");
+
+    // dave (team platform: the system's approvers) sees and approves it; the admin who asked
+    // may not; waiting reports the approval.
+    let listed = assert_exit(&server.client(&dave, &["approvals", "list"]), 0);
+    assert!(listed.contains(&id), "{listed}");
+    assert_error(
+        &server.client(&admin, &["approvals", "approve", &id]),
+        "forbidden",
+    );
+    assert_exit(
+        &server.client(&dave, &["approvals", "approve", &id, "--comment", "fine"]),
+        0,
+    );
+    let waited = assert_exit(&server.client(&admin, &["approvals", "wait", &id]), 0);
+    assert!(waited.contains("approved"), "{waited}");
+
+    // The call goes through once with the approval attached.
+    let with = [&call[..], &["--approval-id", &id]].concat();
+    let text = assert_exit(&authorize(&server, &admin, &with), 0);
+    assert!(text.contains(&format!("approval:{id}")), "{text}");
+    assert_exit(&authorize(&server, &admin, &with), 3);
+    assert_error(
+        &server.client(&dave, &["approvals", "deny", &id, "--comment", "late"]),
+        "invalid-transition",
+    );
+    // A denied request makes `wait` exit 3.
+    let text = assert_exit(&authorize(&server, &admin, &call), 3);
+    let id = text
+        .lines()
+        .find_map(|l| l.strip_prefix("approval:"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    assert_exit(
+        &server.client(&dave, &["approvals", "deny", &id, "--comment", "no"]),
+        0,
+    );
+    assert_exit(&server.client(&admin, &["approvals", "wait", &id]), 3);
+}
