@@ -99,27 +99,18 @@ impl Registry {
     ) -> Result<ApprovalRequest, Error> {
         let now = self.now();
         let admins = self.config.admins_may_approve;
-        let store = &self.store;
-        let written = self
-            .modify(
-                "approval",
-                id,
-                || store.approval(id),
-                |a, v| async move { store.update_approval(&a, v).await },
-                |a| {
-                    match verdict {
-                        Verdict::Approve { uses } => {
-                            a.approve(actor, admins, comment, uses, now)?
-                        }
-                        Verdict::Deny => a.deny(actor, admins, comment, now)?,
-                    }
-                    Ok(())
-                },
-                |a| decided_event(actor, a, comment),
-            )
-            .await?;
-        self.approval_written(&written.value, written.version);
-        Ok(written.value)
+        self.modify_approval(
+            id,
+            |a| {
+                match verdict {
+                    Verdict::Approve { uses } => a.approve(actor, admins, comment, uses, now)?,
+                    Verdict::Deny => a.deny(actor, admins, comment, now)?,
+                }
+                Ok(())
+            },
+            |a| decided_event(actor, a, comment),
+        )
+        .await
     }
 
     /// Uses request `id` for decision `decision_id` of `call`: it must be approved, bound to
@@ -131,37 +122,30 @@ impl Registry {
         call: &StepUpCall,
     ) -> Result<ApprovalRequest, Error> {
         let now = self.now();
-        let store = &self.store;
-        let written = self
-            .modify(
-                "approval",
-                id,
-                || store.approval(id),
-                |a, v| async move { store.update_approval(&a, v).await },
-                |a| {
-                    if let Some(why) = a.unusable_for(
-                        &call.agent,
-                        &call.system,
-                        &call.action,
-                        &call.argument_digest,
-                        now,
-                    ) {
-                        return Err(DomainError::forbidden(why).into());
-                    }
-                    a.consume(decision_id, now)?;
-                    Ok(())
-                },
-                |a| {
-                    let mut e = approval_event(EventType::ApprovalUsed, actor::rein(), a);
-                    e.details
-                        .insert("decision_id".into(), decision_id.to_owned());
-                    e.details.insert("uses".into(), a.used_by.len().to_string());
-                    e
-                },
-            )
-            .await?;
-        self.approval_written(&written.value, written.version);
-        Ok(written.value)
+        self.modify_approval(
+            id,
+            |a| {
+                if let Some(why) = a.unusable_for(
+                    &call.agent,
+                    &call.system,
+                    &call.action,
+                    &call.argument_digest,
+                    now,
+                ) {
+                    return Err(DomainError::forbidden(why).into());
+                }
+                a.consume(decision_id, now)?;
+                Ok(())
+            },
+            |a| {
+                let mut e = approval_event(EventType::ApprovalUsed, actor::rein(), a);
+                e.details
+                    .insert("decision_id".into(), decision_id.to_owned());
+                e.details.insert("uses".into(), a.used_by.len().to_string());
+                e
+            },
+        )
+        .await
     }
 
     /// Request `id` with its effective status, whoever asks (the decision point checking an
@@ -232,17 +216,13 @@ impl Registry {
     /// Records request `id`'s expiry if it is due; `None` when it was not (any more).
     async fn expire_approval(&self, id: &str) -> Result<Option<ApprovalRequest>, Error> {
         let now = self.now();
-        let store = &self.store;
         let current = self.load_approval(id).await?.value;
         if current.status_at(now) != ApprovalStatus::Expired || current.status.is_final() {
             return Ok(None);
         }
         let written = self
-            .modify(
-                "approval",
+            .modify_approval(
                 id,
-                || store.approval(id),
-                |a, v| async move { store.update_approval(&a, v).await },
                 |a| {
                     if a.expire(now) {
                         Ok(())
@@ -259,14 +239,37 @@ impl Registry {
             )
             .await;
         match written {
-            Ok(w) => {
-                self.approval_written(&w.value, w.version);
-                Ok(Some(w.value))
-            }
+            Ok(a) => Ok(Some(a)),
             // Decided or expired by someone else meanwhile.
             Err(Error::Domain(DomainError::InvalidTransition { .. })) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// The compare-and-swap loop on request `id`, then the observers.
+    async fn modify_approval<Change, Describe>(
+        &self,
+        id: &str,
+        change: Change,
+        describe: Describe,
+    ) -> Result<ApprovalRequest, Error>
+    where
+        Change: FnMut(&mut ApprovalRequest) -> Result<(), Error>,
+        Describe: Fn(&ApprovalRequest) -> Event,
+    {
+        let store = &self.store;
+        let written = self
+            .modify(
+                "approval",
+                id,
+                || store.approval(id),
+                |a, v| async move { store.update_approval(&a, v).await },
+                change,
+                describe,
+            )
+            .await?;
+        self.approval_written(&written.value, written.version);
+        Ok(written.value)
     }
 
     async fn load_approval(&self, id: &str) -> Result<Versioned<ApprovalRequest>, Error> {

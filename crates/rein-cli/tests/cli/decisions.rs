@@ -344,6 +344,18 @@ fn the_kill_switch_denies_until_it_is_lifted() {
     );
 }
 
+/// The approval ID `rein authorize` printed for a step-up.
+fn approval_of(text: &str) -> String {
+    let id = text
+        .lines()
+        .find_map(|l| l.strip_prefix("approval:"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no approval line: {text}"))
+        .to_owned();
+    assert!(id.starts_with("apr_"), "{text}");
+    id
+}
+
 #[test]
 fn a_step_up_is_approved_from_the_cli_and_unlocks_the_call_once() {
     let tmp = tempfile::tempdir().unwrap();
@@ -369,14 +381,7 @@ fn a_step_up_is_approved_from_the_cli_and_unlocks_the_call_once() {
         "--confidence",
         "0.95",
     ];
-    let text = assert_exit(&authorize(&server, &admin, &call), 3);
-    let id = text
-        .lines()
-        .find_map(|l| l.strip_prefix("approval:"))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no approval line: {text}"))
-        .to_owned();
-    assert!(id.starts_with("apr_"), "{text}");
+    let id = approval_of(&assert_exit(&authorize(&server, &admin, &call), 3));
 
     // dave (team platform: the system's approvers) sees and approves it; the admin who asked
     // may not; waiting reports the approval.
@@ -403,13 +408,7 @@ fn a_step_up_is_approved_from_the_cli_and_unlocks_the_call_once() {
         "invalid-transition",
     );
     // A denied request makes `wait` exit 3.
-    let text = assert_exit(&authorize(&server, &admin, &call), 3);
-    let id = text
-        .lines()
-        .find_map(|l| l.strip_prefix("approval:"))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap()
-        .to_owned();
+    let id = approval_of(&assert_exit(&authorize(&server, &admin, &call), 3));
     assert_exit(
         &server.client(&dave, &["approvals", "deny", &id, "--comment", "no"]),
         0,
