@@ -82,6 +82,9 @@ enum Command {
     /// every token issued before a time; list and lift revocations.
     #[command(subcommand)]
     Revoke(command::revoke::Command),
+    /// Check a received webhook notification's signature (for receivers).
+    #[command(subcommand)]
+    Webhook(command::webhook::Command),
     /// Step-up approval requests: list, show, approve, deny, wait.
     #[command(subcommand)]
     Approvals(command::approvals::Command),
@@ -130,6 +133,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         }
         Command::Init(args) => command::init::run(args).await,
         Command::Server(args) => command::server::run(args).await,
+        Command::Webhook(cmd) => command::webhook::run(cmd),
         Command::Whoami => command::whoami::run(&client()?).await,
         Command::User(cmd) => command::user::run(&client()?, cmd).await,
         Command::Team(cmd) => command::team::run(&client()?, cmd).await,

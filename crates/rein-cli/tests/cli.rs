@@ -316,6 +316,37 @@ fn server_and_client_failures_exit_1_with_one_line() {
     std::fs::write(dir.join("hook.secret"), "short").unwrap();
     let err = assert_error(&serve(), "invalid-config");
     assert!(err.contains("at least 16 characters"), "{err}");
+
+    // The receivers' check: genuine and fresh passes; forged, altered or replayed fails.
+    let secret = tmp.path().join("hook.secret");
+    std::fs::write(&secret, "0123456789abcdef-secret\n").unwrap();
+    let body = tmp.path().join("body.json");
+    std::fs::write(&body, br#"{"kind":"approval.requested"}"#).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let sign = |t: i64, key: &[u8]| {
+        rein_notify::sign(key, t, br#"{"kind":"approval.requested"}"#).unwrap()
+    };
+    let verify = |signature: &str| {
+        run(rein()
+            .args(["webhook", "verify", "--secret-file"])
+            .arg(&secret)
+            .arg("--body-file")
+            .arg(&body)
+            .args(["--signature", signature]))
+    };
+    let out = verify(&sign(now, b"0123456789abcdef-secret"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "valid");
+    assert_error(
+        &verify(&sign(now, b"another-secret-entirely")),
+        "invalid-signature",
+    );
+    let err = assert_error(
+        &verify(&sign(now - 3600, b"0123456789abcdef-secret")),
+        "invalid-signature",
+    );
+    assert!(err.contains("replay"), "{err}");
+    assert_error(&verify("t=1,v1=zz"), "invalid-signature");
 }
 
 #[test]

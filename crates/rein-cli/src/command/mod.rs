@@ -27,6 +27,7 @@ pub mod system;
 pub mod team;
 pub mod token;
 pub mod user;
+pub mod webhook;
 pub mod whoami;
 
 /// Sends `tracing` output to stderr, filtered by `RUST_LOG` (default `default_filter`).
