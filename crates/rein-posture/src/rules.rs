@@ -1,0 +1,766 @@
+//! The rules and [`evaluate`], which runs them all over an [`Inventory`] in linear time.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use rein_core::agent::{Agent, AgentStatus};
+use rein_core::grant::{ApprovalRole, Grant, GrantStatus};
+use rein_core::id::{ActionName, AgentId, SystemName};
+use rein_core::system::{ActionClass, System};
+use serde_json::json;
+
+use crate::catalog::Catalog;
+use crate::finding::{
+    Entity, EntityKind, Finding, FrameworkCount, Report, Severity, SeverityCount,
+};
+use crate::inventory::{GuardrailMode, Inventory, PostureConfig};
+
+/// What a rule checks and which controls its findings map to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleInfo {
+    /// The stable rule ID, used as `Finding::rule` and as the SARIF `ruleId`.
+    pub id: &'static str,
+    /// A short name.
+    pub name: &'static str,
+    /// What the rule checks.
+    pub description: &'static str,
+    /// The highest severity its findings get.
+    pub severity: Severity,
+    /// The control IDs (in the catalog) its findings map to.
+    pub controls: &'static [&'static str],
+}
+
+/// An agent lacks an accountable role (business owner, approvers, revokers, reviewers, review
+/// cadence): it is over-scoped by default.
+pub const MISSING_ACCOUNTABLE_ROLE: RuleInfo = RuleInfo {
+    id: "missing-accountable-role",
+    name: "Agent without every accountable role",
+    description: "An agent without a business owner, approvers, revokers, reviewers or a review cadence has nobody accountable for part of its life cycle; it is over-scoped by default and denied decisions.",
+    severity: Severity::High,
+    controls: &["NHI1:2025", "ASI03", "GOVERN 2.1", "GV.RR-02", "L6"],
+};
+
+/// An agent's access review is past its cadence and the grace period.
+pub const REVIEW_OVERDUE: RuleInfo = RuleInfo {
+    id: "review-overdue",
+    name: "Access review overdue",
+    description:
+        "The agent's access was not re-certified within its review cadence plus the grace period.",
+    severity: Severity::High,
+    controls: &[
+        "NHI5:2025",
+        "ASI03",
+        "GOVERN 1.5",
+        "PR.AA-05",
+        "GV.OV-03",
+        "L6",
+    ],
+};
+
+/// One identity was used from several environments or teams.
+pub const SHARED_IDENTITY: RuleInfo = RuleInfo {
+    id: "shared-identity",
+    name: "Identity shared across environments or teams",
+    description: "Calls under one agent identity came from several environments or teams: a shared service agent whose compromise spreads and whose actions cannot be attributed to one use.",
+    severity: Severity::High,
+    controls: &["NHI9:2025", "NHI8:2025", "ASI03", "MEASURE 2.8", "PR.AA-01", "Lateral Movement (Cross-Layer)"],
+};
+
+/// An active grant was not used within the window.
+pub const GRANT_UNUSED: RuleInfo = RuleInfo {
+    id: "grant-unused",
+    name: "Grant unused",
+    description: "An active grant none of whose actions was used within the observation window: standing privilege nobody needs.",
+    severity: Severity::High,
+    controls: &["NHI5:2025", "ASI03", "T3", "GOVERN 1.4", "PR.AA-05", "Privilege Escalation (Cross-Layer)"],
+};
+
+/// Some actions of a used grant were not used within the window.
+pub const ACTION_NEVER_USED: RuleInfo = RuleInfo {
+    id: "action-never-used",
+    name: "Granted actions unused",
+    description: "Some actions of an active grant were not used within the observation window while others were; the finding names the narrowed action set that the evidence supports (least privilege from evidence).",
+    severity: Severity::Medium,
+    controls: &["NHI5:2025", "ASI03", "T3", "GOVERN 1.4", "PR.AA-05", "Privilege Escalation (Cross-Layer)"],
+};
+
+/// A production write/admin grant is active without the business owner's approval.
+pub const PROD_MUTATION_WITHOUT_BUSINESS_OWNER: RuleInfo = RuleInfo {
+    id: "prod-mutation-without-business-owner",
+    name: "Production mutation without business-owner approval",
+    description: "An active grant with a write or admin action on a production system has no approval by the agent's business owner on record.",
+    severity: Severity::Critical,
+    controls: &["NHI5:2025", "ASI03", "MAP 3.5", "PR.AA-05", "Privilege Escalation (Cross-Layer)"],
+};
+
+/// A grant runs too long or lets tokens live longer than policy.
+pub const GRANT_WITHOUT_EXPIRY_OR_TTL_ABOVE_POLICY: RuleInfo = RuleInfo {
+    id: "grant-without-expiry-or-ttl-above-policy",
+    name: "Long-lived grant or token lifetime above policy",
+    description: "An active grant expires further ahead than policy allows, or has no max_token_ttl_secs or one above policy.",
+    severity: Severity::Medium,
+    controls: &["NHI7:2025", "ASI03", "GOVERN 1.4", "PR.AA-01", "Agent Identity Attack (L7)"],
+};
+
+/// An active agent showed no activity within the window.
+pub const AGENT_INACTIVE: RuleInfo = RuleInfo {
+    id: "agent-inactive",
+    name: "Inactive agent (offboarding candidate)",
+    description: "An active agent with no recorded activity within the window: an offboarding candidate whose credentials and grants still work.",
+    severity: Severity::Medium,
+    controls: &["NHI1:2025", "ASI10", "GOVERN 1.7", "ID.AM-08", "Compromised Agents (L7)"],
+};
+
+/// A system has no approvers.
+pub const SYSTEM_WITHOUT_APPROVERS: RuleInfo = RuleInfo {
+    id: "system-without-approvers",
+    name: "System without approvers",
+    description: "A system with no approvers: no grant can be approved on it and nobody can decide its step-up requests.",
+    severity: Severity::High,
+    controls: &["ASI03", "GOVERN 2.1", "MAP 3.5", "GV.RR-02", "PR.AA-05", "L6"],
+};
+
+/// A guardrail stayed in shadow mode too long.
+pub const SHADOW_TOO_LONG: RuleInfo = RuleInfo {
+    id: "shadow-too-long",
+    name: "Guardrail in shadow mode too long",
+    description: "A guardrail has been loaded in shadow mode for longer than policy allows: it records what it would block but protects nothing.",
+    severity: Severity::Low,
+    controls: &["ASI02", "GOVERN 1.4", "GV.PO-01", "ID.RA-07", "L6"],
+};
+
+/// A guardrail never matched.
+pub const GUARDRAIL_NEVER_MATCHED: RuleInfo = RuleInfo {
+    id: "guardrail-never-matched",
+    name: "Guardrail never matched",
+    description: "A guardrail loaded for longer than the window never matched a decision: its conditions may not describe the calls it is meant to stop.",
+    severity: Severity::Low,
+    controls: &["ASI02", "MEASURE 2.7", "GV.PO-02", "L6"],
+};
+
+/// Every rule, in evaluation order.
+pub const RULES: &[RuleInfo] = &[
+    MISSING_ACCOUNTABLE_ROLE,
+    REVIEW_OVERDUE,
+    SHARED_IDENTITY,
+    GRANT_UNUSED,
+    ACTION_NEVER_USED,
+    PROD_MUTATION_WITHOUT_BUSINESS_OWNER,
+    GRANT_WITHOUT_EXPIRY_OR_TTL_ABOVE_POLICY,
+    AGENT_INACTIVE,
+    SYSTEM_WITHOUT_APPROVERS,
+    SHADOW_TOO_LONG,
+    GUARDRAIL_NEVER_MATCHED,
+];
+
+/// The rule with this ID.
+pub fn rule(id: &str) -> Option<&'static RuleInfo> {
+    RULES.iter().find(|r| r.id == id)
+}
+
+fn days(n: u32) -> TimeDelta {
+    TimeDelta::seconds(i64::from(n) * 86_400)
+}
+
+fn minus_days(t: DateTime<Utc>, n: u32) -> DateTime<Utc> {
+    t.checked_sub_signed(days(n))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+fn plus_days(t: DateTime<Utc>, n: u32) -> DateTime<Utc> {
+    t.checked_add_signed(days(n))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn list<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
+    items
+        .into_iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn new_finding(
+    rule: &RuleInfo,
+    severity: Severity,
+    entity: Entity,
+    title: String,
+    evidence: String,
+    details: serde_json::Value,
+    fix: String,
+) -> Finding {
+    Finding {
+        rule: rule.id.to_owned(),
+        severity,
+        entity,
+        title,
+        evidence,
+        details,
+        fix,
+        controls: rule.controls.iter().map(|c| (*c).to_owned()).collect(),
+        location: None,
+    }
+}
+
+fn agent_entity(id: &AgentId) -> Entity {
+    Entity {
+        kind: EntityKind::Agent,
+        id: id.to_string(),
+    }
+}
+
+fn grant_entity(g: &Grant) -> Entity {
+    Entity {
+        kind: EntityKind::Grant,
+        id: g.id.to_string(),
+    }
+}
+
+/// The last use of each action of one (agent, system).
+type LastUses<'a> = Vec<(&'a ActionName, DateTime<Utc>)>;
+
+/// Indexes built once per evaluation so every rule is a constant-time lookup.
+struct Index<'a> {
+    systems: HashMap<&'a SystemName, &'a System>,
+    agents: HashMap<&'a AgentId, &'a Agent>,
+    /// Last use per (agent, system), then per action.
+    used: HashMap<(&'a AgentId, &'a SystemName), LastUses<'a>>,
+}
+
+impl<'a> Index<'a> {
+    fn new(inv: &'a Inventory) -> Self {
+        let systems = inv.systems.iter().map(|s| (&s.name, s)).collect();
+        let agents = inv.agents.iter().map(|a| (&a.id, a)).collect();
+        let mut used: HashMap<_, Vec<_>> = HashMap::with_capacity(inv.usage.last_used.len());
+        for ((agent, system, action), at) in &inv.usage.last_used {
+            used.entry((agent, system)).or_default().push((action, *at));
+        }
+        Self {
+            systems,
+            agents,
+            used,
+        }
+    }
+
+    fn last_use(&self, g: &Grant, action: &ActionName) -> Option<DateTime<Utc>> {
+        self.used
+            .get(&(&g.agent, &g.system))
+            .and_then(|v| v.iter().find(|(a, _)| *a == action).map(|(_, t)| *t))
+    }
+}
+
+/// Evaluates every rule over the inventory and returns the findings, sorted highest severity
+/// first, with counts by severity and by framework (frameworks looked up in `catalog`).
+///
+/// Linear in the number of agents, systems, grants (times their actions), usage entries and
+/// guardrails, plus sorting the findings.
+pub fn evaluate(inv: &Inventory, config: &PostureConfig, catalog: &Catalog) -> Report {
+    let index = Index::new(inv);
+    let mut findings = Vec::new();
+    for agent in &inv.agents {
+        check_agent(inv, config, agent, &mut findings);
+    }
+    for system in &inv.systems {
+        check_system(inv, system, &mut findings);
+    }
+    for grant in &inv.grants {
+        check_grant(inv, config, &index, grant, &mut findings);
+    }
+    check_guardrails(inv, config, &mut findings);
+    findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then_with(|| a.entity.cmp(&b.entity))
+            .then_with(|| a.rule.cmp(&b.rule))
+    });
+    summarize(inv.now, findings, catalog)
+}
+
+/// Builds a report from findings already sorted, counting by severity and framework.
+fn summarize(generated_at: DateTime<Utc>, findings: Vec<Finding>, catalog: &Catalog) -> Report {
+    let by_severity = Severity::ALL
+        .iter()
+        .map(|&severity| SeverityCount {
+            severity,
+            count: findings.iter().filter(|f| f.severity == severity).count(),
+        })
+        .collect();
+    let mut frameworks: HashMap<&str, usize> = HashMap::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for f in &findings {
+        seen.clear();
+        for c in &f.controls {
+            if let Some(fw) = catalog.framework_of(c) {
+                if !seen.contains(&fw) {
+                    seen.push(fw);
+                    *frameworks.entry(fw).or_default() += 1;
+                }
+            }
+        }
+    }
+    let mut by_framework: Vec<FrameworkCount> = frameworks
+        .into_iter()
+        .map(|(framework, count)| FrameworkCount {
+            framework: framework.to_owned(),
+            count,
+        })
+        .collect();
+    by_framework.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then_with(|| a.framework.cmp(&b.framework))
+    });
+    Report {
+        generated_at,
+        findings,
+        by_severity,
+        by_framework,
+    }
+}
+
+fn check_agent(inv: &Inventory, config: &PostureConfig, agent: &Agent, out: &mut Vec<Finding>) {
+    if agent.status == AgentStatus::Retired {
+        return;
+    }
+    let now = inv.now;
+    let env = agent.environment();
+    let protected =
+        inv.protected_environments.contains(env) || inv.production_environments.contains(env);
+    let id = agent.id.as_str();
+
+    let missing = agent.roles.missing();
+    if !missing.is_empty() {
+        let severity = if protected {
+            Severity::High
+        } else {
+            Severity::Medium
+        };
+        out.push(new_finding(
+            &MISSING_ACCOUNTABLE_ROLE,
+            severity,
+            agent_entity(&agent.id),
+            format!("missing {}", list(&missing)),
+            format!(
+                "agent `{id}` ({} agent in `{env}`, use case: {}) is missing {}; it is over-scoped by default",
+                agent.status.as_str(),
+                agent.use_case,
+                list(&missing)
+            ),
+            json!({
+                "missing": missing,
+                "environment": env.as_str(),
+                "protected_environment": protected,
+                "use_case": agent.use_case,
+                "description": agent.description,
+            }),
+            format!(
+                "Set {} on the agent (its manifest or the agents API); in a protected environment it cannot be active until every role is set.",
+                list(&missing)
+            ),
+        ));
+    }
+
+    if let Some(cadence) = agent.roles.review_cadence_days {
+        let base = agent.last_review.unwrap_or(agent.created_at);
+        let due = plus_days(base, cadence);
+        let late = plus_days(due, config.review_grace_days);
+        if late < now {
+            let overdue_days = (now - due).num_days();
+            let since = match agent.last_review {
+                Some(t) => format!("last reviewed {}", ts(t)),
+                None => format!(
+                    "never reviewed since it was created {}",
+                    ts(agent.created_at)
+                ),
+            };
+            let reviewers = list(&agent.roles.reviewers);
+            out.push(new_finding(
+                &REVIEW_OVERDUE,
+                if protected {
+                    Severity::High
+                } else {
+                    Severity::Medium
+                },
+                agent_entity(&agent.id),
+                format!("access review {overdue_days} days overdue"),
+                format!(
+                    "agent `{id}` (use case: {}) was {since}; its cadence is {cadence} days, so the review was due {} ({} days grace)",
+                    agent.use_case,
+                    ts(due),
+                    config.review_grace_days
+                ),
+                json!({
+                    "last_review": agent.last_review,
+                    "review_cadence_days": cadence,
+                    "due": due,
+                    "overdue_days": overdue_days,
+                    "reviewers": agent.roles.reviewers,
+                    "use_case": agent.use_case,
+                    "description": agent.description,
+                }),
+                if reviewers.is_empty() {
+                    "Name reviewers for the agent, have them re-certify its grants and record the review; suspend the agent until then.".to_owned()
+                } else {
+                    format!("Have a reviewer ({reviewers}) re-certify the agent's grants and record the review; suspend the agent if nobody can.")
+                },
+            ));
+        }
+    }
+
+    if let Some(contexts) = inv.usage.used_from.get(&agent.id) {
+        if contexts.len() > 1 {
+            out.push(new_finding(
+                &SHARED_IDENTITY,
+                Severity::High,
+                agent_entity(&agent.id),
+                format!("identity used from {} contexts", contexts.len()),
+                format!(
+                    "calls under `{id}` (use case: {}) came from {}",
+                    agent.use_case,
+                    list(contexts)
+                ),
+                json!({
+                    "used_from": contexts,
+                    "use_case": agent.use_case,
+                    "description": agent.description,
+                }),
+                "Split the identity: register one agent per use case, team and environment, each with its own key, and move every caller to its own identity.".to_owned(),
+            ));
+        }
+    }
+
+    if agent.status == AgentStatus::Active {
+        let last = inv.usage.last_activity.get(&agent.id).copied();
+        let since = last.unwrap_or(agent.created_at);
+        if plus_days(since, config.inactive_agent_days) < now {
+            let idle = (now - since).num_days();
+            let what = match last {
+                Some(t) => format!("its last activity was {}", ts(t)),
+                None => format!(
+                    "it has no recorded activity since it was created {}",
+                    ts(agent.created_at)
+                ),
+            };
+            out.push(new_finding(
+                &AGENT_INACTIVE,
+                Severity::Medium,
+                agent_entity(&agent.id),
+                format!("inactive for {idle} days: offboarding candidate"),
+                format!(
+                    "agent `{id}` (use case: {}) is active but {what} ({} days allowed)",
+                    agent.use_case, config.inactive_agent_days
+                ),
+                json!({
+                    "last_activity": last,
+                    "idle_days": idle,
+                    "use_case": agent.use_case,
+                    "description": agent.description,
+                }),
+                "Ask the owner team whether the agent is still needed; retire it (revoking its grants and keys) or suspend it until someone claims it.".to_owned(),
+            ));
+        }
+    }
+}
+
+fn check_system(inv: &Inventory, system: &System, out: &mut Vec<Finding>) {
+    if !system.approvers.is_empty() {
+        return;
+    }
+    let production = inv.production_environments.contains(&system.environment);
+    out.push(new_finding(
+        &SYSTEM_WITHOUT_APPROVERS,
+        if production {
+            Severity::High
+        } else {
+            Severity::Medium
+        },
+        Entity {
+            kind: EntityKind::System,
+            id: system.name.to_string(),
+        },
+        "no approvers".to_owned(),
+        format!(
+            "system `{}` in `{}` (owner team `{}`) names no approvers",
+            system.name, system.environment, system.owner_team
+        ),
+        json!({
+            "environment": system.environment.as_str(),
+            "owner_team": system.owner_team.as_str(),
+            "production": production,
+        }),
+        "Name the system's approvers (users or teams); until then no grant can be requested on it and step-up requests have nobody to decide them.".to_owned(),
+    ));
+}
+
+fn check_grant(
+    inv: &Inventory,
+    config: &PostureConfig,
+    index: &Index<'_>,
+    grant: &Grant,
+    out: &mut Vec<Finding>,
+) {
+    let now = inv.now;
+    if grant.status_at(now) != GrantStatus::Active {
+        return;
+    }
+    let gid = grant.id.as_str();
+    let system = index.systems.get(&grant.system).copied();
+    let mutating = |action: &ActionName| {
+        system.is_none_or(|s| {
+            s.actions
+                .get(action)
+                .map_or(ActionClass::Write, |a| a.effective_class())
+                .is_mutating()
+        })
+    };
+    let production_system =
+        system.is_some_and(|s| inv.production_environments.contains(&s.environment));
+    let mutates_production =
+        grant.mutates_production || (production_system && grant.actions.iter().any(mutating));
+
+    // Usage: the grant is judged only once it has been active for the whole window.
+    let activated = grant
+        .approvals
+        .iter()
+        .map(|a| a.at)
+        .max()
+        .unwrap_or(grant.requested_at);
+    let window_start = minus_days(now, config.unused_grant_days);
+    if activated <= window_start {
+        let mut used = Vec::new();
+        let mut unused = Vec::new();
+        for action in &grant.actions {
+            let last = index.last_use(grant, action);
+            match last {
+                Some(t) if t >= window_start => used.push(action),
+                _ => unused.push((action, last)),
+            }
+        }
+        let describe = |(action, last): &(&ActionName, Option<DateTime<Utc>>)| match last {
+            Some(t) => format!("{action} (last used {})", ts(*t)),
+            None => format!("{action} (never used)"),
+        };
+        if used.is_empty() {
+            out.push(new_finding(
+                &GRANT_UNUSED,
+                if mutates_production {
+                    Severity::High
+                } else {
+                    Severity::Medium
+                },
+                grant_entity(grant),
+                format!(
+                    "no action used on {} in {} days",
+                    grant.system, config.unused_grant_days
+                ),
+                format!(
+                    "no action of grant `{gid}` (agent `{}`, system `{}`) was used since {}: {}",
+                    grant.agent,
+                    grant.system,
+                    ts(window_start),
+                    list(unused.iter().map(describe))
+                ),
+                json!({
+                    "agent": grant.agent.as_str(),
+                    "system": grant.system.as_str(),
+                    "actions": grant.actions,
+                    "window_days": config.unused_grant_days,
+                    "last_used": unused.iter().map(|(a, t)| json!({"action": a, "last_used": t})).collect::<Vec<_>>(),
+                }),
+                format!("Revoke grant {gid}; request access again when the agent needs it."),
+            ));
+        } else if !unused.is_empty() {
+            let unused_mutating = unused.iter().any(|(a, _)| mutating(a));
+            out.push(new_finding(
+                &ACTION_NEVER_USED,
+                if unused_mutating {
+                    Severity::Medium
+                } else {
+                    Severity::Low
+                },
+                grant_entity(grant),
+                format!(
+                    "{} of {} actions on {} unused",
+                    unused.len(),
+                    grant.actions.len(),
+                    grant.system
+                ),
+                format!(
+                    "of grant `{gid}` (agent `{}`, system `{}`), only {} were used since {}; unused: {}",
+                    grant.agent,
+                    grant.system,
+                    list(&used),
+                    ts(window_start),
+                    list(unused.iter().map(describe))
+                ),
+                json!({
+                    "agent": grant.agent.as_str(),
+                    "system": grant.system.as_str(),
+                    "unused_actions": unused.iter().map(|(a, _)| *a).collect::<Vec<_>>(),
+                    "narrowed_actions": used,
+                    "window_days": config.unused_grant_days,
+                }),
+                format!(
+                    "Narrow the grant to the actions in use: request a grant of {} on {} for {} and revoke {gid}.",
+                    list(&used),
+                    grant.system,
+                    grant.agent
+                ),
+            ));
+        }
+    }
+
+    if mutates_production
+        && !grant
+            .approvals
+            .iter()
+            .any(|a| a.role == ApprovalRole::BusinessOwner)
+    {
+        let owner = grant.business_owner_approver.clone().or_else(|| {
+            index
+                .agents
+                .get(&grant.agent)
+                .and_then(|a| a.roles.business_owner.clone())
+        });
+        let approvals = list(
+            grant
+                .approvals
+                .iter()
+                .map(|a| format!("{} as {:?}", a.by, a.role)),
+        );
+        out.push(new_finding(
+            &PROD_MUTATION_WITHOUT_BUSINESS_OWNER,
+            Severity::Critical,
+            grant_entity(grant),
+            format!("production write on {} without the business owner's approval", grant.system),
+            format!(
+                "grant `{gid}` lets `{}` mutate production system `{}` ({}) and is active, but its approvals are: {}",
+                grant.agent,
+                grant.system,
+                list(&grant.actions),
+                if approvals.is_empty() { "none".to_owned() } else { approvals }
+            ),
+            json!({
+                "agent": grant.agent.as_str(),
+                "system": grant.system.as_str(),
+                "actions": grant.actions,
+                "approvals": grant.approvals,
+                "business_owner": owner,
+            }),
+            match owner {
+                Some(o) => format!("Revoke grant {gid} now and request it again so that the business owner `{o}` approves it beside a system approver."),
+                None => format!("Revoke grant {gid} now; set the agent's business owner and request the grant again so they approve it."),
+            },
+        ));
+    }
+
+    let max_expiry = plus_days(now, config.max_grant_days);
+    let mut problems = Vec::new();
+    let mut severity = Severity::Low;
+    if grant.expires_at > max_expiry {
+        problems.push(format!(
+            "it expires {} ({} days from now; policy allows {})",
+            ts(grant.expires_at),
+            (grant.expires_at - now).num_days(),
+            config.max_grant_days
+        ));
+        severity = Severity::Medium;
+    }
+    match grant.max_token_ttl_secs {
+        None => problems.push("it sets no max_token_ttl_secs".to_owned()),
+        Some(t) if t > config.max_token_ttl_secs => {
+            problems.push(format!(
+                "its max_token_ttl_secs is {t} (policy allows {})",
+                config.max_token_ttl_secs
+            ));
+            severity = Severity::Medium;
+        }
+        Some(_) => {}
+    }
+    if !problems.is_empty() {
+        out.push(new_finding(
+            &GRANT_WITHOUT_EXPIRY_OR_TTL_ABOVE_POLICY,
+            severity,
+            grant_entity(grant),
+            "longer-lived than policy".to_owned(),
+            format!(
+                "grant `{gid}` (agent `{}`, system `{}`): {}",
+                grant.agent,
+                grant.system,
+                problems.join("; ")
+            ),
+            json!({
+                "agent": grant.agent.as_str(),
+                "system": grant.system.as_str(),
+                "expires_at": grant.expires_at,
+                "max_token_ttl_secs": grant.max_token_ttl_secs,
+                "policy_max_grant_days": config.max_grant_days,
+                "policy_max_token_ttl_secs": config.max_token_ttl_secs,
+            }),
+            format!(
+                "Request a replacement grant expiring within {} days with max_token_ttl_secs of at most {}, then revoke {gid}.",
+                config.max_grant_days, config.max_token_ttl_secs
+            ),
+        ));
+    }
+}
+
+fn check_guardrails(inv: &Inventory, config: &PostureConfig, out: &mut Vec<Finding>) {
+    let now = inv.now;
+    for g in &inv.guardrails {
+        let entity = || Entity {
+            kind: EntityKind::Guardrail,
+            id: g.id.clone(),
+        };
+        let loaded_days = (now - g.loaded_since).num_days();
+        if g.mode == GuardrailMode::Shadow
+            && plus_days(g.loaded_since, config.shadow_max_days) < now
+        {
+            out.push(new_finding(
+                &SHADOW_TOO_LONG,
+                Severity::Low,
+                entity(),
+                format!("in shadow mode for {loaded_days} days"),
+                format!(
+                    "guardrail `{}` is in shadow mode since {} ({} matches recorded; policy allows {} days)",
+                    g.id,
+                    ts(g.loaded_since),
+                    g.matches,
+                    config.shadow_max_days
+                ),
+                json!({
+                    "loaded_since": g.loaded_since,
+                    "matches": g.matches,
+                    "shadow_days": loaded_days,
+                }),
+                "Decide: enforce the guardrail (remove @shadow) if its recorded matches are the calls it should stop, otherwise fix or delete it.".to_owned(),
+            ));
+        }
+        if g.matches == 0 && plus_days(g.loaded_since, config.never_matched_days) < now {
+            out.push(new_finding(
+                &GUARDRAIL_NEVER_MATCHED,
+                Severity::Low,
+                entity(),
+                format!("never matched in {loaded_days} days"),
+                format!(
+                    "guardrail `{}` ({} mode) has been loaded since {} and matched no decision",
+                    g.id,
+                    match g.mode {
+                        GuardrailMode::Enforce => "enforce",
+                        GuardrailMode::Shadow => "shadow",
+                    },
+                    ts(g.loaded_since)
+                ),
+                json!({
+                    "loaded_since": g.loaded_since,
+                    "mode": g.mode,
+                }),
+                "Check the guardrail's conditions against the calls it should match (`rein policy explain`); fix them or delete the guardrail.".to_owned(),
+            ));
+        }
+    }
+}
