@@ -101,7 +101,12 @@ impl Stream {
 }
 
 impl Response {
-    /// The body parsed as JSON (`null` when empty).
+    /// The body as received.
+    pub fn text(&self) -> &str {
+        &self.body
+    }
+
+    /// The body as JSON (`null` when empty).
     pub fn json(&self) -> anyhow::Result<Value> {
         if self.body.trim().is_empty() {
             return Ok(Value::Null);

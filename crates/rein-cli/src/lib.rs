@@ -82,6 +82,8 @@ enum Command {
     /// every token issued before a time; list and lift revocations.
     #[command(subcommand)]
     Revoke(command::revoke::Command),
+    /// The posture report: findings mapped to framework controls (admins and auditors).
+    Posture(command::posture::Args),
     /// Check a received webhook notification's signature (for receivers).
     #[command(subcommand)]
     Webhook(command::webhook::Command),
@@ -143,6 +145,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Audit(cmd) => command::audit::run(&client()?, cmd).await,
         Command::Revoke(cmd) => command::revoke::run(&client()?, cmd).await,
         Command::Keys(cmd) => command::keys::run(&client()?, cmd).await,
+        Command::Posture(args) => command::posture::run(&client()?, args).await,
         Command::Policy(args) => command::policy::run(args, cli.client.output(), client).await,
     };
     done.map(|()| Exit::Success)

@@ -17,6 +17,7 @@ pub mod budget;
 mod error;
 mod facts;
 mod policies;
+mod posture;
 mod replicas;
 mod tokens;
 mod upkeep;

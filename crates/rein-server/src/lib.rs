@@ -46,7 +46,8 @@ pub use error::Problem;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::routes::{
-    agents, approvals, audit, decisions, grants, keys, oauth, revocations, systems, teams, users,
+    agents, approvals, audit, decisions, grants, keys, oauth, posture, revocations, systems, teams,
+    users,
 };
 
 /// The largest request body accepted, in bytes (1 MiB); larger bodies get 413.
@@ -130,6 +131,7 @@ pub fn router(state: AppState) -> Router {
             post(revocations::create).get(revocations::list),
         )
         .route("/v1/revocations/{id}/lift", post(revocations::lift))
+        .route("/v1/posture", get(posture::posture))
         .route("/v1/approvals", get(approvals::list))
         .route("/v1/approvals/{id}", get(approvals::get))
         .route("/v1/approvals/{id}/wait", get(approvals::wait))

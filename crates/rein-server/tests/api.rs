@@ -13,6 +13,8 @@ mod common;
 mod decisions;
 #[path = "api/oauth.rs"]
 mod oauth;
+#[path = "api/posture.rs"]
+mod posture;
 #[path = "api/revocations.rs"]
 mod revocations;
 
@@ -862,7 +864,7 @@ async fn every_v1_operation_requires_a_token() {
             }
         }
     }
-    assert_eq!(checked, 53);
+    assert_eq!(checked, 54);
     assert_eq!(doc["security"], json!([{"bearer": []}]));
 }
 

@@ -21,6 +21,7 @@ pub mod grant;
 pub mod init;
 pub mod keys;
 pub mod policy;
+pub mod posture;
 pub mod revoke;
 pub mod server;
 pub mod system;

@@ -415,3 +415,45 @@ fn a_step_up_is_approved_from_the_cli_and_unlocks_the_call_once() {
     );
     assert_exit(&server.client(&admin, &["approvals", "wait", &id]), 3);
 }
+
+#[test]
+fn posture_prints_a_table_writes_sarif_and_fails_ci_on_findings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, admin) = dev_server(tmp.path(), None);
+    let text = assert_exit(&server.client(&admin, &["posture"]), 0);
+    assert!(
+        text.contains("SEVERITY") || text.contains("severity"),
+        "{text}"
+    );
+    let sarif = tmp.path().join("posture.sarif");
+    assert_exit(
+        &server.client(
+            &admin,
+            &[
+                "posture",
+                "--format",
+                "sarif",
+                "--out",
+                sarif.to_str().unwrap(),
+            ],
+        ),
+        0,
+    );
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&sarif).unwrap()).unwrap();
+    assert_eq!(doc["version"], "2.1.0");
+    let json = assert_exit(&server.client(&admin, &["--output", "json", "posture"]), 0);
+    let report: Value = serde_json::from_str(&json).unwrap();
+    // The example set has findings (e.g. grants without a token lifetime of their own).
+    assert!(
+        !report["findings"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
+    assert_error(
+        &server.client(&admin, &["posture", "--fail-on", "info"]),
+        "findings",
+    );
+    assert_error(
+        &server.client(&admin, &["posture", "--format", "pdf"]),
+        "invalid-input",
+    );
+}
