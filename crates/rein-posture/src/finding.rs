@@ -1,5 +1,6 @@
 //! Findings and the report that lists them.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
@@ -129,8 +130,11 @@ pub struct Location {
 /// One problem found in the inventory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Finding {
-    /// The stable rule ID, e.g. `missing-accountable-role` (see [`crate::RULES`]).
-    pub rule: String,
+    /// The stable rule ID, e.g. `missing-accountable-role` (see [`crate::RULES`]). Borrowed from
+    /// the rule table when the report is evaluated, owned when it is deserialized; a plain string
+    /// in JSON either way.
+    #[schema(value_type = String)]
+    pub rule: Cow<'static, str>,
     /// How urgent it is.
     pub severity: Severity,
     /// What it is about.
@@ -145,8 +149,10 @@ pub struct Finding {
     pub details: serde_json::Value,
     /// What to do about it.
     pub fix: String,
-    /// The control IDs it maps to, all in the catalog.
-    pub controls: Vec<String>,
+    /// The control IDs it maps to, all in the catalog (borrowed from the rule table when
+    /// evaluated, owned when deserialized; plain strings in JSON).
+    #[schema(value_type = Vec<String>)]
+    pub controls: Vec<Cow<'static, str>>,
     /// Where the entity is declared, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<Location>,

@@ -31,7 +31,7 @@ pub fn table(report: &Report) -> String {
         .map(|f| {
             [
                 f.severity.as_str().to_owned(),
-                f.rule.clone(),
+                f.rule.to_string(),
                 one_line(&f.entity.to_string()),
                 one_line(&f.title),
             ]
@@ -367,7 +367,7 @@ pub fn html(report: &Report, catalog: &Catalog) -> String {
     let cited_ids: std::collections::HashSet<&str> = report
         .findings
         .iter()
-        .flat_map(|f| f.controls.iter().map(String::as_str))
+        .flat_map(|f| f.controls.iter().map(|c| &**c))
         .collect();
     let cited: Vec<_> = catalog
         .controls()

@@ -1,6 +1,15 @@
 //! The rules and [`evaluate`], which runs them all over an [`Inventory`] in linear time.
 
+use std::borrow::Cow;
+use std::cmp::Reverse;
 use std::collections::HashMap;
+use std::fmt::{self, Write as _};
+
+// The indexes are keyed by long SPIFFE IDs and names: FxHash is several times faster there than
+// the default SipHash. It is not DoS-resistant, which is acceptable: the keys are registry
+// records written by administrators, the maps live for one evaluation, and a collision only
+// costs time.
+use rustc_hash::FxHashMap;
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use rein_core::agent::{Agent, AgentStatus};
@@ -176,12 +185,34 @@ fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-fn list<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
-    items
-        .into_iter()
-        .map(|i| i.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+/// Appends the items to `out`, separated by `, ` (no intermediate strings).
+fn push_list<T: fmt::Display>(out: &mut String, items: impl IntoIterator<Item = T>) {
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        let _ = write!(out, "{item}");
+    }
+}
+
+/// The items separated by `, `.
+fn list<T: fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    let mut out = String::new();
+    push_list(&mut out, items);
+    out
+}
+
+/// Appends `action (last used <time>)` or `action (never used)` for each unused action.
+fn push_unused(out: &mut String, unused: &[(&ActionName, Option<DateTime<Utc>>)]) {
+    for (i, (action, last)) in unused.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        let _ = match last {
+            Some(t) => write!(out, "{action} (last used {})", ts(*t)),
+            None => write!(out, "{action} (never used)"),
+        };
+    }
 }
 
 fn new_finding(
@@ -194,14 +225,14 @@ fn new_finding(
     fix: String,
 ) -> Finding {
     Finding {
-        rule: rule.id.to_owned(),
+        rule: Cow::Borrowed(rule.id),
         severity,
         entity,
         title,
         evidence,
         details,
         fix,
-        controls: rule.controls.iter().map(|c| (*c).to_owned()).collect(),
+        controls: rule.controls.iter().map(|c| Cow::Borrowed(*c)).collect(),
         location: None,
     }
 }
@@ -225,32 +256,49 @@ type LastUses<'a> = Vec<(&'a ActionName, DateTime<Utc>)>;
 
 /// Indexes built once per evaluation so every rule is a constant-time lookup.
 struct Index<'a> {
-    systems: HashMap<&'a SystemName, &'a System>,
-    agents: HashMap<&'a AgentId, &'a Agent>,
+    systems: FxHashMap<&'a SystemName, &'a System>,
+    agents: FxHashMap<&'a AgentId, &'a Agent>,
     /// Last use per (agent, system), then per action.
-    used: HashMap<(&'a AgentId, &'a SystemName), LastUses<'a>>,
+    used: FxHashMap<(&'a AgentId, &'a SystemName), LastUses<'a>>,
+    /// Start of the usage window (`now - unused_grant_days`), and as text.
+    window_start: DateTime<Utc>,
+    window_start_text: String,
+    /// The latest expiry policy allows (`now + max_grant_days`).
+    max_expiry: DateTime<Utc>,
 }
 
 impl<'a> Index<'a> {
-    fn new(inv: &'a Inventory) -> Self {
+    fn new(inv: &'a Inventory, config: &PostureConfig) -> Self {
         let systems = inv.systems.iter().map(|s| (&s.name, s)).collect();
         let agents = inv.agents.iter().map(|a| (&a.id, a)).collect();
-        let mut used: HashMap<_, Vec<_>> = HashMap::with_capacity(inv.usage.last_used.len());
+        let mut used: FxHashMap<_, LastUses<'a>> =
+            FxHashMap::with_capacity_and_hasher(inv.usage.last_used.len(), Default::default());
         for ((agent, system, action), at) in &inv.usage.last_used {
             used.entry((agent, system)).or_default().push((action, *at));
         }
+        let window_start = minus_days(inv.now, config.unused_grant_days);
         Self {
             systems,
             agents,
             used,
+            window_start,
+            window_start_text: ts(window_start),
+            max_expiry: plus_days(inv.now, config.max_grant_days),
         }
     }
 
-    fn last_use(&self, g: &Grant, action: &ActionName) -> Option<DateTime<Utc>> {
+    fn last_uses(&self, g: &'a Grant) -> &[(&'a ActionName, DateTime<Utc>)] {
         self.used
             .get(&(&g.agent, &g.system))
-            .and_then(|v| v.iter().find(|(a, _)| *a == action).map(|(_, t)| *t))
+            .map_or(&[], Vec::as_slice)
     }
+}
+
+/// Buffers reused from one grant to the next.
+#[derive(Default)]
+struct Scratch<'a> {
+    used: Vec<&'a ActionName>,
+    unused: Vec<(&'a ActionName, Option<DateTime<Utc>>)>,
 }
 
 /// Evaluates every rule over the inventory and returns the findings, sorted highest severity
@@ -259,49 +307,88 @@ impl<'a> Index<'a> {
 /// Linear in the number of agents, systems, grants (times their actions), usage entries and
 /// guardrails, plus sorting the findings.
 pub fn evaluate(inv: &Inventory, config: &PostureConfig, catalog: &Catalog) -> Report {
-    let index = Index::new(inv);
-    let mut findings = Vec::new();
+    let index = Index::new(inv, config);
+    // About one finding per grant and per agent at most in practice; the vector grows if not.
+    let mut findings = Vec::with_capacity(
+        inv.agents.len() + inv.systems.len() + inv.grants.len() + inv.guardrails.len(),
+    );
     for agent in &inv.agents {
         check_agent(inv, config, agent, &mut findings);
     }
     for system in &inv.systems {
         check_system(inv, system, &mut findings);
     }
+    let mut scratch = Scratch::default();
     for grant in &inv.grants {
-        check_grant(inv, config, &index, grant, &mut findings);
+        check_grant(inv, config, &index, &mut scratch, grant, &mut findings);
     }
     check_guardrails(inv, config, &mut findings);
-    findings.sort_by(|a, b| {
-        b.severity
-            .cmp(&a.severity)
-            .then_with(|| a.entity.cmp(&b.entity))
-            .then_with(|| a.rule.cmp(&b.rule))
-    });
+    sort_findings(&mut findings);
     summarize(inv.now, findings, catalog)
+}
+
+/// Sorts highest severity first, then by entity and rule, keeping the evaluation order of equal
+/// findings: sorts small cached keys (ending with the position, so an unstable sort gives the
+/// stable order) and then moves each finding once.
+fn sort_findings(findings: &mut [Finding]) {
+    let mut order: Vec<usize> = {
+        let mut keys: Vec<(Reverse<Severity>, EntityKind, &str, &str, usize)> = findings
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                (
+                    Reverse(f.severity),
+                    f.entity.kind,
+                    f.entity.id.as_str(),
+                    &*f.rule,
+                    i,
+                )
+            })
+            .collect();
+        keys.sort_unstable();
+        keys.into_iter().map(|k| k.4).collect()
+    };
+    // Apply the permutation in place: position `i` takes the finding at `order[i]`.
+    for start in 0..order.len() {
+        let mut at = start;
+        loop {
+            let from = order[at];
+            order[at] = at;
+            if from == start || from == at {
+                break;
+            }
+            findings.swap(at, from);
+            at = from;
+        }
+    }
 }
 
 /// Builds a report from findings already sorted, counting by severity and framework.
 fn summarize(generated_at: DateTime<Utc>, findings: Vec<Finding>, catalog: &Catalog) -> Report {
-    let by_severity = Severity::ALL
-        .iter()
-        .map(|&severity| SeverityCount {
-            severity,
-            count: findings.iter().filter(|f| f.severity == severity).count(),
-        })
-        .collect();
+    let mut severities = [0usize; Severity::ALL.len()];
+    // Findings per rule (a finding of a rule carries that rule's controls), and the rest.
+    let mut per_rule = [0usize; RULES.len()];
     let mut frameworks: HashMap<&str, usize> = HashMap::new();
     let mut seen: Vec<&str> = Vec::new();
     for f in &findings {
-        seen.clear();
-        for c in &f.controls {
-            if let Some(fw) = catalog.framework_of(c) {
-                if !seen.contains(&fw) {
-                    seen.push(fw);
-                    *frameworks.entry(fw).or_default() += 1;
-                }
-            }
+        if let Some(i) = Severity::ALL.iter().position(|&s| s == f.severity) {
+            severities[i] += 1;
+        }
+        match RULES.iter().position(|r| r.id == f.rule) {
+            Some(i) if RULES[i].controls.iter().eq(f.controls.iter()) => per_rule[i] += 1,
+            _ => count_frameworks(catalog, &f.controls, &mut seen, &mut frameworks, 1),
         }
     }
+    for (rule, &count) in RULES.iter().zip(&per_rule) {
+        if count > 0 {
+            count_frameworks(catalog, rule.controls, &mut seen, &mut frameworks, count);
+        }
+    }
+    let by_severity = Severity::ALL
+        .iter()
+        .zip(severities)
+        .map(|(&severity, count)| SeverityCount { severity, count })
+        .collect();
     let mut by_framework: Vec<FrameworkCount> = frameworks
         .into_iter()
         .map(|(framework, count)| FrameworkCount {
@@ -322,6 +409,25 @@ fn summarize(generated_at: DateTime<Utc>, findings: Vec<Finding>, catalog: &Cata
     }
 }
 
+/// Adds `count` findings to each distinct framework of `controls`.
+fn count_frameworks<'c, S: AsRef<str>>(
+    catalog: &'c Catalog,
+    controls: &[S],
+    seen: &mut Vec<&'c str>,
+    frameworks: &mut HashMap<&'c str, usize>,
+    count: usize,
+) {
+    seen.clear();
+    for c in controls {
+        if let Some(fw) = catalog.framework_of(c.as_ref()) {
+            if !seen.contains(&fw) {
+                seen.push(fw);
+                *frameworks.entry(fw).or_default() += count;
+            }
+        }
+    }
+}
+
 fn check_agent(inv: &Inventory, config: &PostureConfig, agent: &Agent, out: &mut Vec<Finding>) {
     if agent.status == AgentStatus::Retired {
         return;
@@ -339,16 +445,16 @@ fn check_agent(inv: &Inventory, config: &PostureConfig, agent: &Agent, out: &mut
         } else {
             Severity::Medium
         };
+        let missing_text = list(&missing);
         out.push(new_finding(
             &MISSING_ACCOUNTABLE_ROLE,
             severity,
             agent_entity(&agent.id),
-            format!("missing {}", list(&missing)),
+            format!("missing {missing_text}"),
             format!(
-                "agent `{id}` ({} agent in `{env}`, use case: {}) is missing {}; it is over-scoped by default",
+                "agent `{id}` ({} agent in `{env}`, use case: {}) is missing {missing_text}; it is over-scoped by default",
                 agent.status.as_str(),
                 agent.use_case,
-                list(&missing)
             ),
             json!({
                 "missing": missing,
@@ -358,8 +464,7 @@ fn check_agent(inv: &Inventory, config: &PostureConfig, agent: &Agent, out: &mut
                 "description": agent.description,
             }),
             format!(
-                "Set {} on the agent (its manifest or the agents API); in a protected environment it cannot be active until every role is set.",
-                list(&missing)
+                "Set {missing_text} on the agent (its manifest or the agents API); in a protected environment it cannot be active until every role is set.",
             ),
         ));
     }
@@ -496,11 +601,12 @@ fn check_system(inv: &Inventory, system: &System, out: &mut Vec<Finding>) {
     ));
 }
 
-fn check_grant(
+fn check_grant<'a>(
     inv: &Inventory,
     config: &PostureConfig,
-    index: &Index<'_>,
-    grant: &Grant,
+    index: &Index<'a>,
+    scratch: &mut Scratch<'a>,
+    grant: &'a Grant,
     out: &mut Vec<Finding>,
 ) {
     let now = inv.now;
@@ -529,22 +635,30 @@ fn check_grant(
         .map(|a| a.at)
         .max()
         .unwrap_or(grant.requested_at);
-    let window_start = minus_days(now, config.unused_grant_days);
+    let window_start = index.window_start;
     if activated <= window_start {
-        let mut used = Vec::new();
-        let mut unused = Vec::new();
+        let Scratch { used, unused } = scratch;
+        used.clear();
+        unused.clear();
+        let last_uses = index.last_uses(grant);
         for action in &grant.actions {
-            let last = index.last_use(grant, action);
+            let last = last_uses
+                .iter()
+                .find(|(a, _)| *a == action)
+                .map(|(_, t)| *t);
             match last {
                 Some(t) if t >= window_start => used.push(action),
                 _ => unused.push((action, last)),
             }
         }
-        let describe = |(action, last): &(&ActionName, Option<DateTime<Utc>>)| match last {
-            Some(t) => format!("{action} (last used {})", ts(*t)),
-            None => format!("{action} (never used)"),
-        };
         if used.is_empty() {
+            let mut evidence = String::with_capacity(160 + 48 * unused.len());
+            let _ = write!(
+                evidence,
+                "no action of grant `{gid}` (agent `{}`, system `{}`) was used since {}: ",
+                grant.agent, grant.system, index.window_start_text,
+            );
+            push_unused(&mut evidence, unused);
             out.push(new_finding(
                 &GRANT_UNUSED,
                 if mutates_production {
@@ -557,13 +671,7 @@ fn check_grant(
                     "no action used on {} in {} days",
                     grant.system, config.unused_grant_days
                 ),
-                format!(
-                    "no action of grant `{gid}` (agent `{}`, system `{}`) was used since {}: {}",
-                    grant.agent,
-                    grant.system,
-                    ts(window_start),
-                    list(unused.iter().map(describe))
-                ),
+                evidence,
                 json!({
                     "agent": grant.agent.as_str(),
                     "system": grant.system.as_str(),
@@ -575,6 +683,14 @@ fn check_grant(
             ));
         } else if !unused.is_empty() {
             let unused_mutating = unused.iter().any(|(a, _)| mutating(a));
+            let used_text = list(used.iter());
+            let mut evidence = String::with_capacity(200 + 48 * unused.len());
+            let _ = write!(
+                evidence,
+                "of grant `{gid}` (agent `{}`, system `{}`), only {used_text} were used since {}; unused: ",
+                grant.agent, grant.system, index.window_start_text,
+            );
+            push_unused(&mut evidence, unused);
             out.push(new_finding(
                 &ACTION_NEVER_USED,
                 if unused_mutating {
@@ -589,14 +705,7 @@ fn check_grant(
                     grant.actions.len(),
                     grant.system
                 ),
-                format!(
-                    "of grant `{gid}` (agent `{}`, system `{}`), only {} were used since {}; unused: {}",
-                    grant.agent,
-                    grant.system,
-                    list(&used),
-                    ts(window_start),
-                    list(unused.iter().map(describe))
-                ),
+                evidence,
                 json!({
                     "agent": grant.agent.as_str(),
                     "system": grant.system.as_str(),
@@ -605,8 +714,7 @@ fn check_grant(
                     "window_days": config.unused_grant_days,
                 }),
                 format!(
-                    "Narrow the grant to the actions in use: request a grant of {} on {} for {} and revoke {gid}.",
-                    list(&used),
+                    "Narrow the grant to the actions in use: request a grant of {used_text} on {} for {} and revoke {gid}.",
                     grant.system,
                     grant.agent
                 ),
@@ -620,30 +728,36 @@ fn check_grant(
             .iter()
             .any(|a| a.role == ApprovalRole::BusinessOwner)
     {
-        let owner = grant.business_owner_approver.clone().or_else(|| {
+        let owner = grant.business_owner_approver.as_ref().or_else(|| {
             index
                 .agents
                 .get(&grant.agent)
-                .and_then(|a| a.roles.business_owner.clone())
+                .and_then(|a| a.roles.business_owner.as_ref())
         });
-        let approvals = list(
-            grant
-                .approvals
-                .iter()
-                .map(|a| format!("{} as {:?}", a.by, a.role)),
+        let mut evidence = String::with_capacity(200);
+        let _ = write!(
+            evidence,
+            "grant `{gid}` lets `{}` mutate production system `{}` (",
+            grant.agent, grant.system,
         );
+        push_list(&mut evidence, &grant.actions);
+        evidence.push_str(") and is active, but its approvals are: ");
+        if grant.approvals.is_empty() {
+            evidence.push_str("none");
+        } else {
+            for (i, a) in grant.approvals.iter().enumerate() {
+                if i > 0 {
+                    evidence.push_str(", ");
+                }
+                let _ = write!(evidence, "{} as {:?}", a.by, a.role);
+            }
+        }
         out.push(new_finding(
             &PROD_MUTATION_WITHOUT_BUSINESS_OWNER,
             Severity::Critical,
             grant_entity(grant),
             format!("production write on {} without the business owner's approval", grant.system),
-            format!(
-                "grant `{gid}` lets `{}` mutate production system `{}` ({}) and is active, but its approvals are: {}",
-                grant.agent,
-                grant.system,
-                list(&grant.actions),
-                if approvals.is_empty() { "none".to_owned() } else { approvals }
-            ),
+            evidence,
             json!({
                 "agent": grant.agent.as_str(),
                 "system": grant.system.as_str(),
@@ -658,41 +772,51 @@ fn check_grant(
         ));
     }
 
-    let max_expiry = plus_days(now, config.max_grant_days);
-    let mut problems = Vec::new();
-    let mut severity = Severity::Low;
-    if grant.expires_at > max_expiry {
-        problems.push(format!(
-            "it expires {} ({} days from now; policy allows {})",
-            ts(grant.expires_at),
-            (grant.expires_at - now).num_days(),
-            config.max_grant_days
-        ));
-        severity = Severity::Medium;
-    }
-    match grant.max_token_ttl_secs {
-        None => problems.push("it sets no max_token_ttl_secs".to_owned()),
-        Some(t) if t > config.max_token_ttl_secs => {
-            problems.push(format!(
-                "its max_token_ttl_secs is {t} (policy allows {})",
-                config.max_token_ttl_secs
-            ));
+    let too_long = grant.expires_at > index.max_expiry;
+    let ttl_problem = match grant.max_token_ttl_secs {
+        None => true,
+        Some(t) => t > config.max_token_ttl_secs,
+    };
+    if too_long || ttl_problem {
+        let mut severity = Severity::Low;
+        let mut evidence = String::with_capacity(200);
+        let _ = write!(
+            evidence,
+            "grant `{gid}` (agent `{}`, system `{}`): ",
+            grant.agent, grant.system,
+        );
+        if too_long {
+            let _ = write!(
+                evidence,
+                "it expires {} ({} days from now; policy allows {})",
+                ts(grant.expires_at),
+                (grant.expires_at - now).num_days(),
+                config.max_grant_days
+            );
             severity = Severity::Medium;
         }
-        Some(_) => {}
-    }
-    if !problems.is_empty() {
+        if ttl_problem {
+            if too_long {
+                evidence.push_str("; ");
+            }
+            match grant.max_token_ttl_secs {
+                None => evidence.push_str("it sets no max_token_ttl_secs"),
+                Some(t) => {
+                    let _ = write!(
+                        evidence,
+                        "its max_token_ttl_secs is {t} (policy allows {})",
+                        config.max_token_ttl_secs
+                    );
+                    severity = Severity::Medium;
+                }
+            }
+        }
         out.push(new_finding(
             &GRANT_WITHOUT_EXPIRY_OR_TTL_ABOVE_POLICY,
             severity,
             grant_entity(grant),
             "longer-lived than policy".to_owned(),
-            format!(
-                "grant `{gid}` (agent `{}`, system `{}`): {}",
-                grant.agent,
-                grant.system,
-                problems.join("; ")
-            ),
+            evidence,
             json!({
                 "agent": grant.agent.as_str(),
                 "system": grant.system.as_str(),

@@ -146,7 +146,7 @@ fn run(inv: &Inventory) -> Report {
 }
 
 fn rules_of(report: &Report) -> BTreeSet<&str> {
-    report.findings.iter().map(|f| f.rule.as_str()).collect()
+    report.findings.iter().map(|f| f.rule.as_ref()).collect()
 }
 
 /// Asserts the report holds exactly one finding, of `rule`, and returns it.
