@@ -97,6 +97,15 @@ enum Command {
     Authorize(command::authorize::Args),
     /// Check, test and explain guardrail policies offline; show or reload the server's set.
     Policy(command::policy::Args),
+    /// Validate a governance repository offline, without a server (for CI).
+    ///
+    /// Parses the set in DIR (invalid YAML, unknown fields, inline secrets), loads it into a
+    /// throwaway installation through the registry's real rules (references, duplicates, roles,
+    /// environments; nothing is approved), validates the guardrails (--policies, default
+    /// DIR/policies), then prints the posture findings with the manifest file and line of each.
+    /// Every problem is one line `file:line: message` on stderr. Exit code 0 when valid (even
+    /// with findings, unless --fail-on), 1 otherwise.
+    Check(command::check::Args),
 }
 
 /// Runs `rein` with the process's arguments and returns its exit code.
@@ -126,6 +135,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
     let client = || cli.client.connect();
     let done = match cli.command {
         Command::Authorize(args) => return command::authorize::run(&client()?, args).await,
+        Command::Check(args) => return command::check::run(args, cli.client.output()).await,
         Command::Token(cmd) => return command::token::run(&client()?, cmd).await,
         Command::Approvals(cmd) => {
             return match command::approvals::run(&client()?, cmd).await? {

@@ -19,6 +19,8 @@ use serde_json::Value;
 
 #[path = "cli/audit.rs"]
 mod audit;
+#[path = "cli/check.rs"]
+mod check;
 #[path = "cli/decisions.rs"]
 mod decisions;
 #[path = "cli/policy.rs"]

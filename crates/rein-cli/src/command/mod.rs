@@ -17,6 +17,7 @@ pub mod agent_key;
 pub mod approvals;
 pub mod audit;
 pub mod authorize;
+pub mod check;
 pub mod grant;
 pub mod init;
 pub mod keys;

@@ -133,7 +133,7 @@ pub async fn run(
 }
 
 /// The `*.cedar` files of `dir`, as (file name, text), sorted by name.
-fn read_policies(dir: &Path) -> anyhow::Result<Vec<(String, String)>> {
+pub(crate) fn read_policies(dir: &Path) -> anyhow::Result<Vec<(String, String)>> {
     let entries = std::fs::read_dir(dir).with_context(|| format!("reading `{}`", dir.display()))?;
     let mut files = Vec::new();
     for entry in entries {
@@ -155,7 +155,7 @@ fn read_policies(dir: &Path) -> anyhow::Result<Vec<(String, String)>> {
 }
 
 /// `file:line:column: message`, the file under `dir`.
-fn error_line(dir: &Path, e: &PolicyFileError) -> String {
+pub(crate) fn error_line(dir: &Path, e: &PolicyFileError) -> String {
     let file = if e.file.is_empty() {
         dir.display().to_string()
     } else {
