@@ -17,8 +17,13 @@ const PAGE: u32 = 2000;
 impl Pdp {
     /// Evaluates every agent and system against the posture rules (admins and auditors: the
     /// report reads the audit log). Use is collected from the decisions and token issuances of
-    /// the longest window any rule looks at.
-    pub async fn posture(&self, actor: &Actor, config: &PostureConfig) -> Result<Report, Error> {
+    /// the longest window any rule looks at; findings name controls of `catalog`.
+    pub async fn posture(
+        &self,
+        actor: &Actor,
+        config: &PostureConfig,
+        catalog: &Catalog,
+    ) -> Result<Report, Error> {
         actor.require_audit_reader()?;
         let store = self.registry.store();
         let failed = |e: rein_store::StoreError| Error::Registry(e.into());
@@ -118,8 +123,7 @@ impl Pdp {
             }
         }
         inventory.guardrails = guardrails;
-        let catalog = Catalog::embedded().map_err(|e| Error::invalid("catalog", e.to_string()))?;
-        Ok(rein_posture::evaluate(&inventory, config, &catalog))
+        Ok(rein_posture::evaluate(&inventory, config, catalog))
     }
 }
 

@@ -27,10 +27,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use rein_core::grant::{Approval, ApprovalRole, GrantStatus};
 use rein_policy::Guardrails;
-use rein_posture::{
-    Catalog, EntityKind, FrameworkCount, Inventory, Location, PostureConfig, Report, Severity,
-    SeverityCount,
-};
+use rein_posture::{Catalog, EntityKind, Inventory, Location, PostureConfig, Report, Severity};
 use serde_json::json;
 
 use crate::client::{describe, Local};
@@ -70,13 +67,8 @@ pub struct Args {
     out: Option<PathBuf>,
     /// Exit 1 when any finding is at least this severe (`info`, `low`, `medium`, `high`,
     /// `critical`).
-    #[arg(long, value_name = "SEVERITY", value_parser = parse_severity)]
+    #[arg(long, value_name = "SEVERITY", value_parser = super::posture::parse_severity)]
     fail_on: Option<Severity>,
-}
-
-fn parse_severity(s: &str) -> Result<Severity, String> {
-    serde_json::from_value(serde_json::Value::String(s.to_owned()))
-        .map_err(|_| format!("`{s}` is not a severity (info, low, medium, high, critical)"))
 }
 
 /// Runs `rein check`: prints every problem on stderr and returns [`Exit::Failure`], or prints
@@ -139,11 +131,8 @@ pub async fn run(args: Args, output: Output) -> anyhow::Result<Exit> {
     inventory.systems = loaded.systems.clone();
     inventory.agents = loaded.agents.clone();
     inventory.grants = loaded.grants.iter().cloned().map(as_approved).collect();
-    let mut report = rein_posture::evaluate(&inventory, &PostureConfig::default(), &catalog);
-    report
-        .findings
-        .retain(|f| !OFFLINE_SKIPPED.iter().any(|r| f.rule == *r));
-    recount(&mut report, &catalog);
+    let mut report = rein_posture::evaluate(&inventory, &PostureConfig::default(), &catalog)
+        .without_rules(OFFLINE_SKIPPED, &catalog);
     locate(&mut report, &set, &loaded);
 
     let summary = format!("governance set `{}`: {}", dir.display(), set.summary());
@@ -220,20 +209,7 @@ pub async fn run(args: Args, output: Output) -> anyhow::Result<Exit> {
         }
         None => println!("{}", text.trim_end()),
     }
-    if let Some(threshold) = args.fail_on {
-        let at_least = report
-            .findings
-            .iter()
-            .filter(|f| f.severity >= threshold)
-            .count();
-        if at_least > 0 {
-            return Err(Local::new(
-                "findings",
-                format!("{at_least} finding(s) at or above `{}`", threshold.as_str()),
-            )
-            .into());
-        }
-    }
+    super::posture::fail_on(&report.findings, args.fail_on)?;
     Ok(Exit::Success)
 }
 
@@ -310,43 +286,6 @@ fn as_approved(mut grant: rein_core::grant::Grant) -> rein_core::grant::Grant {
     }
     grant.status = GrantStatus::Active;
     grant
-}
-
-/// Recomputes the counts by severity and framework after findings were removed.
-fn recount(report: &mut Report, catalog: &Catalog) {
-    report.by_severity = Severity::ALL
-        .iter()
-        .map(|&severity| SeverityCount {
-            severity,
-            count: report
-                .findings
-                .iter()
-                .filter(|f| f.severity == severity)
-                .count(),
-        })
-        .collect();
-    let mut frameworks: HashMap<String, usize> = HashMap::new();
-    for f in &report.findings {
-        let mut seen: Vec<&str> = Vec::new();
-        for c in &f.controls {
-            if let Some(fw) = catalog.framework_of(c) {
-                if !seen.contains(&fw) {
-                    seen.push(fw);
-                    *frameworks.entry(fw.to_owned()).or_default() += 1;
-                }
-            }
-        }
-    }
-    let mut by_framework: Vec<FrameworkCount> = frameworks
-        .into_iter()
-        .map(|(framework, count)| FrameworkCount { framework, count })
-        .collect();
-    by_framework.sort_by(|a, b| {
-        b.count
-            .cmp(&a.count)
-            .then_with(|| a.framework.cmp(&b.framework))
-    });
-    report.by_framework = by_framework;
 }
 
 /// `file` as a repository-relative path with `/` separators: relative to the current directory

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use rein_posture::{Report, Severity};
+use rein_posture::{Finding, Report, Severity};
 
 use crate::client::{Client, Local};
 use crate::output::Output;
@@ -20,8 +20,8 @@ pub struct Args {
     out: Option<PathBuf>,
     /// Exit 1 when any finding is at least this severe (`info`, `low`, `medium`, `high`,
     /// `critical`), for CI.
-    #[arg(long)]
-    fail_on: Option<String>,
+    #[arg(long, value_name = "SEVERITY", value_parser = parse_severity)]
+    fail_on: Option<Severity>,
     /// An active grant unused this many days is a finding.
     #[arg(long)]
     unused_grant_days: Option<u32>,
@@ -43,15 +43,6 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<()> {
             .into())
         }
     };
-    let fail_on = args
-        .fail_on
-        .as_deref()
-        .map(|s| {
-            serde_json::from_value::<Severity>(serde_json::Value::String(s.to_owned())).map_err(
-                |_| Local::new("invalid-input", format!("`--fail-on {s}`: not a severity")),
-            )
-        })
-        .transpose()?;
     let server_format = if format == "table" { "json" } else { format };
     let mut query = vec![("format", Some(server_format.to_owned()))];
     query.push((
@@ -77,9 +68,9 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<()> {
         }
         None => println!("{}", text.trim_end()),
     }
-    let Some(threshold) = fail_on else {
+    if args.fail_on.is_none() {
         return Ok(());
-    };
+    }
     // SARIF and HTML carry the findings too; the JSON report is the one to count.
     let findings = match parsed {
         Some(r) => r.findings,
@@ -89,6 +80,20 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<()> {
                 .await?;
             report(&json.json()?)?.findings
         }
+    };
+    fail_on(&findings, args.fail_on)
+}
+
+/// A severity as the command line names it (`info` … `critical`).
+pub(crate) fn parse_severity(s: &str) -> Result<Severity, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|_| format!("`{s}` is not a severity (info, low, medium, high, critical)"))
+}
+
+/// Fails (`findings`) when any of `findings` is at least `threshold` severe, for CI.
+pub(crate) fn fail_on(findings: &[Finding], threshold: Option<Severity>) -> anyhow::Result<()> {
+    let Some(threshold) = threshold else {
+        return Ok(());
     };
     let at_least = findings.iter().filter(|f| f.severity >= threshold).count();
     if at_least > 0 {

@@ -44,6 +44,23 @@ const CALM: [&str; 8] = [
     "0.95",
 ];
 
+/// A granted production write the agent rates at risk 90: the example guardrails ask for a
+/// step-up.
+const RISKY_WRITE: [&str; 12] = [
+    "--system",
+    "tickets",
+    "--action",
+    "add_comment",
+    "--task-id",
+    "t-2",
+    "--intent",
+    "report a mismatch",
+    "--risk",
+    "90",
+    "--confidence",
+    "0.95",
+];
+
 #[track_caller]
 fn assert_exit(out: &Output, code: i32) -> String {
     assert_eq!(
@@ -87,24 +104,7 @@ fn authorize_prints_the_decision_and_exits_by_it() {
     assert!(text.contains("rule:no-grant"), "{text}");
 
     // A granted production write the agent rates at risk 90: step-up, exit 3.
-    let out = authorize(
-        &server,
-        &admin,
-        &[
-            "--system",
-            "tickets",
-            "--action",
-            "add_comment",
-            "--task-id",
-            "t-2",
-            "--intent",
-            "report a mismatch",
-            "--risk",
-            "90",
-            "--confidence",
-            "0.95",
-        ],
-    );
+    let out = authorize(&server, &admin, &RISKY_WRITE);
     let text = assert_exit(&out, 3);
     assert!(text.starts_with("step_up  (rule guardrail)"), "{text}");
     assert!(text.contains("prod-write-high-risk"), "{text}");
@@ -367,20 +367,7 @@ fn a_step_up_is_approved_from_the_cli_and_unlocks_the_call_once() {
         .find_map(|l| l.strip_prefix("REIN_TOKEN_DAVE="))
         .unwrap()
         .to_owned();
-    let call = [
-        "--system",
-        "tickets",
-        "--action",
-        "add_comment",
-        "--task-id",
-        "t-2",
-        "--intent",
-        "report a mismatch",
-        "--risk",
-        "90",
-        "--confidence",
-        "0.95",
-    ];
+    let call = RISKY_WRITE;
     let id = approval_of(&assert_exit(&authorize(&server, &admin, &call), 3));
 
     // dave (team platform: the system's approvers) sees and approves it; the admin who asked

@@ -45,9 +45,9 @@ pub(crate) async fn posture(
             rein_core::DomainError::invalid("format", "must be `json`, `sarif` or `html`").into(),
         );
     }
-    let report = state.pdp.posture(&actor, &config).await?;
     let catalog = rein_posture::Catalog::embedded()
         .map_err(|e| ApiError::internal(format!("the control catalog: {e}")))?;
+    let report = state.pdp.posture(&actor, &config, &catalog).await?;
     Ok(match format {
         "sarif" => axum::Json(rein_posture::render::sarif(&report, &catalog)).into_response(),
         "html" => (
