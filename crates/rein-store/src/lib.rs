@@ -92,6 +92,48 @@ pub struct DecisionFacts {
     pub revocations: Vec<Versioned<Revocation>>,
 }
 
+/// Every user, team, system, agent and grant with its version, read in one transaction
+/// ([`Store::registry_state`]): what a governance plan is computed against.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryState {
+    /// Users.
+    pub users: Vec<Versioned<User>>,
+    /// Teams.
+    pub teams: Vec<Versioned<Team>>,
+    /// Systems.
+    pub systems: Vec<Versioned<System>>,
+    /// Agents.
+    pub agents: Vec<Versioned<Agent>>,
+    /// Grants, in every status.
+    pub grants: Vec<Versioned<Grant>>,
+}
+
+/// One write of a [`Store::write_all`] batch: an insert, or an update if the record is still at
+/// the given version.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Inserts a user.
+    InsertUser(User),
+    /// Updates a user.
+    UpdateUser(User, Version),
+    /// Inserts a team.
+    InsertTeam(Team),
+    /// Updates a team.
+    UpdateTeam(Team, Version),
+    /// Inserts a system.
+    InsertSystem(System),
+    /// Updates a system.
+    UpdateSystem(System, Version),
+    /// Inserts an agent.
+    InsertAgent(Agent),
+    /// Updates an agent.
+    UpdateAgent(Agent, Version),
+    /// Inserts a grant.
+    InsertGrant(Grant),
+    /// Updates a grant.
+    UpdateGrant(Grant, Version),
+}
+
 /// One replica's part in spreading a revocation ([`Store::revocation_acks`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicaAck {
@@ -269,6 +311,14 @@ pub trait Store: AuditStore + Send + Sync + 'static {
     /// Every agent, system and revocation and every grant stored as `active` (some may be past
     /// `expires_at`), with their versions: what the decision path keeps in memory.
     async fn decision_facts(&self) -> Result<DecisionFacts, StoreError>;
+
+    /// Every user, team, system, agent and grant with its version, read in one transaction so
+    /// that they are consistent with each other.
+    async fn registry_state(&self) -> Result<RegistryState, StoreError>;
+    /// Applies every write in one transaction, in order: all of them, or (on the first
+    /// [`StoreError::AlreadyExists`], [`StoreError::Conflict`], [`StoreError::NotFound`] or
+    /// failure) none. Returns each record's new version, write for write.
+    async fn write_all(&self, writes: &[Write]) -> Result<Vec<Version>, StoreError>;
 
     /// Tells other replicas sharing this database that a record changed (PostgreSQL
     /// `NOTIFY`; nothing on SQLite, which one process serves).

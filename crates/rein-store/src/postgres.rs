@@ -16,6 +16,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 static POSTGRES: Dialect = Dialect {
     max_binds: 65_535,
     begin_append: "BEGIN",
+    begin_snapshot: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
     numbered_binds: true,
     lock_index_state: "SELECT indexed_through_seq FROM audit_index_state WHERE id = 1 FOR UPDATE",
     index_on_append_connection: false,

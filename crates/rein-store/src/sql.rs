@@ -21,7 +21,9 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 
 use crate::record::{Record, Value};
 use crate::INITIAL_VERSION;
-use crate::{AgentFilter, DecisionFacts, GrantFilter, StoreError, Version, Versioned};
+use crate::{
+    AgentFilter, DecisionFacts, GrantFilter, RegistryState, StoreError, Version, Versioned, Write,
+};
 
 /// A query with its driver's argument buffer.
 type SqlQuery<'q, DB> = Query<'q, DB, <DB as Database>::Arguments<'q>>;
@@ -35,6 +37,8 @@ pub(crate) struct Dialect {
     pub(crate) max_binds: usize,
     /// The statement that opens an audit append's transaction.
     pub(crate) begin_append: &'static str,
+    /// The statement that opens a read-only transaction whose reads all see one snapshot.
+    pub(crate) begin_snapshot: &'static str,
     /// Whether the audit log's multi-row insert numbers its parameters (`$1, $2, …`, which
     /// PostgreSQL requires) or leaves them anonymous (`?, ?, …`). SQLite finds a numbered
     /// parameter's name by a linear scan and sqlx asks for every parameter's name, so binding a
@@ -330,12 +334,20 @@ where
         &self,
         filters: Vec<(&'static str, Value)>,
     ) -> Result<Vec<Versioned<R>>, StoreError> {
+        let mut conn = self.read.acquire().await.map_err(db_error)?;
+        Self::list_versioned_in(&mut conn, filters).await
+    }
+
+    async fn list_versioned_in<R: Record>(
+        conn: &mut DB::Connection,
+        filters: Vec<(&'static str, Value)>,
+    ) -> Result<Vec<Versioned<R>>, StoreError> {
         let sql = list_sql::<R>(&filters);
         let mut q = sqlx::query(&sql);
         for (_, value) in filters {
             q = bind(q, value);
         }
-        let rows = q.fetch_all(&self.read).await.map_err(db_error)?;
+        let rows = q.fetch_all(&mut *conn).await.map_err(db_error)?;
         rows.iter()
             .map(|row| {
                 let key: String = row.try_get(0).map_err(db_error)?;
@@ -361,6 +373,59 @@ where
                 .await?,
             revocations: self.list_versioned(Vec::new()).await?,
         })
+    }
+
+    pub(crate) async fn registry_state(&self) -> Result<RegistryState, StoreError> {
+        let mut tx = self
+            .read
+            .begin_with(self.dialect.begin_snapshot)
+            .await
+            .map_err(db_error)?;
+        let state = RegistryState {
+            users: Self::list_versioned_in(&mut tx, Vec::new()).await?,
+            teams: Self::list_versioned_in(&mut tx, Vec::new()).await?,
+            systems: Self::list_versioned_in(&mut tx, Vec::new()).await?,
+            agents: Self::list_versioned_in(&mut tx, Vec::new()).await?,
+            grants: Self::list_versioned_in(&mut tx, Vec::new()).await?,
+        };
+        tx.commit().await.map_err(db_error)?;
+        Ok(state)
+    }
+
+    pub(crate) async fn write_all(&self, writes: &[Write]) -> Result<Vec<Version>, StoreError> {
+        let mut tx = self.write.begin().await.map_err(db_error)?;
+        let mut versions = Vec::with_capacity(writes.len());
+        for write in writes {
+            let version = match write {
+                Write::InsertUser(r) => Self::insert_in(&mut tx, r).await.map(|()| INITIAL_VERSION),
+                Write::UpdateUser(r, v) => Self::update_in(&mut tx, r, *v).await,
+                Write::InsertTeam(r) => {
+                    Self::insert_in(&mut tx, r).await?;
+                    Self::replace_members(&mut tx, r)
+                        .await
+                        .map(|()| INITIAL_VERSION)
+                }
+                Write::UpdateTeam(r, v) => {
+                    let version = Self::update_in(&mut tx, r, *v).await?;
+                    Self::replace_members(&mut tx, r).await.map(|()| version)
+                }
+                Write::InsertSystem(r) => {
+                    Self::insert_in(&mut tx, r).await.map(|()| INITIAL_VERSION)
+                }
+                Write::UpdateSystem(r, v) => Self::update_in(&mut tx, r, *v).await,
+                Write::InsertAgent(r) => {
+                    Self::insert_in(&mut tx, r).await.map(|()| INITIAL_VERSION)
+                }
+                Write::UpdateAgent(r, v) => Self::update_in(&mut tx, r, *v).await,
+                Write::InsertGrant(r) => {
+                    Self::insert_in(&mut tx, r).await.map(|()| INITIAL_VERSION)
+                }
+                Write::UpdateGrant(r, v) => Self::update_in(&mut tx, r, *v).await,
+            }?;
+            versions.push(version);
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(versions)
     }
 
     pub(crate) async fn insert_approval(&self, a: &ApprovalRequest) -> Result<(), StoreError> {
@@ -778,6 +843,15 @@ macro_rules! delegate_store {
             }
             async fn decision_facts(&self) -> Result<$crate::DecisionFacts, $crate::StoreError> {
                 self.sql.decision_facts().await
+            }
+            async fn registry_state(&self) -> Result<$crate::RegistryState, $crate::StoreError> {
+                self.sql.registry_state().await
+            }
+            async fn write_all(
+                &self,
+                writes: &[$crate::Write],
+            ) -> Result<Vec<$crate::Version>, $crate::StoreError> {
+                self.sql.write_all(writes).await
             }
             async fn announce(&self, change: &$crate::Change) -> Result<(), $crate::StoreError> {
                 self.announce_change(change).await

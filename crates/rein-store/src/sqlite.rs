@@ -23,6 +23,7 @@ static AUDIT_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite-audit");
 static SQLITE: Dialect = Dialect {
     max_binds: 32_766,
     begin_append: "BEGIN IMMEDIATE",
+    begin_snapshot: "BEGIN",
     numbered_binds: false,
     lock_index_state: "SELECT indexed_through_seq FROM audit_index_state WHERE id = 1",
     index_on_append_connection: true,

@@ -22,7 +22,7 @@ use rein_core::id::{AgentId, GrantId, TeamName};
 use rein_core::system::{ActionClass, ActionSpec, Classification, System};
 use rein_core::team::Team;
 use rein_core::user::{ApiToken, Role, User};
-use rein_store::{AgentFilter, GrantFilter, PgStore, SqliteStore, Store, StoreError};
+use rein_store::{AgentFilter, GrantFilter, PgStore, SqliteStore, Store, StoreError, Write};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
@@ -216,6 +216,8 @@ conformance!(
     replicas_acknowledge_revocations,
     one_pending_approval_per_call,
     webhook_deliveries_are_replaced_and_listed,
+    a_batch_is_written_whole_or_not_at_all,
+    registry_state_holds_every_record_with_its_version,
 );
 
 /// The audit log's storage and the signing keys.
@@ -511,6 +513,83 @@ async fn teams_insert_read_list_update(h: &mut Harness) {
     assert_eq!(s.update_team(&changed, 1).await.unwrap(), 2);
     let read = s.team(&name("payments")).await.unwrap().unwrap();
     assert_eq!((read.value, read.version), (changed, 2));
+}
+
+async fn a_batch_is_written_whole_or_not_at_all(h: &mut Harness) {
+    let s = &h.store;
+    s.insert_team(&team("payments", &["alice"])).await.unwrap();
+    let prod = agent("payments", "bot", "prod", AgentStatus::Active);
+    s.insert_agent(&prod).await.unwrap();
+
+    // The last write is stale: nothing of the batch lands, not even the membership index.
+    let batch = [
+        Write::InsertUser(user("zed")),
+        Write::UpdateTeam(team("payments", &["alice", "zed"]), 1),
+        Write::InsertSystem(system("db", "prod")),
+        Write::UpdateAgent(prod.clone(), 7),
+    ];
+    let e = s.write_all(&batch).await.unwrap_err();
+    assert_kind_key(e, "conflict", "agent", prod.id.as_str());
+    assert!(s.user(&name("zed")).await.unwrap().is_none());
+    assert!(s.system(&name("db")).await.unwrap().is_none());
+    let payments = s.team(&name("payments")).await.unwrap().unwrap();
+    assert_eq!((payments.value.members.len(), payments.version), (1, 1));
+    assert!(s.teams_of(&name("zed")).await.unwrap().is_empty());
+
+    // An insert of an existing key refuses the batch the same way.
+    let e = s
+        .write_all(&[
+            Write::InsertUser(user("zed")),
+            Write::InsertAgent(prod.clone()),
+        ])
+        .await
+        .unwrap_err();
+    assert_kind_key(e, "already exists", "agent", prod.id.as_str());
+    assert!(s.user(&name("zed")).await.unwrap().is_none());
+
+    // At the right versions the whole batch lands, and each write's new version comes back.
+    let mut retired = prod.clone();
+    retired.status = AgentStatus::Retired;
+    let batch = [
+        Write::InsertUser(user("zed")),
+        Write::UpdateTeam(team("payments", &["alice", "zed"]), 1),
+        Write::InsertSystem(system("db", "prod")),
+        Write::UpdateAgent(retired.clone(), 1),
+        Write::InsertGrant(grant(1, &prod.id, "db", GrantStatus::Requested)),
+    ];
+    assert_eq!(s.write_all(&batch).await.unwrap(), vec![1, 2, 1, 2, 1]);
+    assert_eq!(
+        team_names(&s.teams_of(&name("zed")).await.unwrap()),
+        ["payments"]
+    );
+    assert_eq!(s.agent(&prod.id).await.unwrap().unwrap().value, retired);
+    assert!(s.grant(&grant_id(1)).await.unwrap().is_some());
+}
+
+async fn registry_state_holds_every_record_with_its_version(h: &mut Harness) {
+    let s = &h.store;
+    s.insert_user(&user("alice")).await.unwrap();
+    s.insert_team(&team("payments", &["alice"])).await.unwrap();
+    s.update_team(&team("payments", &[]), 1).await.unwrap();
+    s.insert_system(&system("db", "prod")).await.unwrap();
+    let prod = agent("payments", "bot", "prod", AgentStatus::Active);
+    s.insert_agent(&prod).await.unwrap();
+    s.insert_grant(&grant(1, &prod.id, "db", GrantStatus::Denied))
+        .await
+        .unwrap();
+    let state = s.registry_state().await.unwrap();
+    assert_eq!(state.users.len(), 1);
+    assert_eq!(
+        (state.teams[0].value.name.as_str(), state.teams[0].version),
+        ("payments", 2)
+    );
+    assert_eq!(state.systems.len(), 1);
+    assert_eq!(state.agents[0].value, prod);
+    assert_eq!(
+        state.grants[0].value.status,
+        GrantStatus::Denied,
+        "every status"
+    );
 }
 
 async fn teams_of_follows_membership_changes(h: &mut Harness) {
