@@ -45,7 +45,8 @@ fn class_of(t: EventType) -> Class {
             (3, 3001, 99)
         }
         UserCreated | TeamCreated | SystemCreated => (3, 3004, 1),
-        UserUpdated | TeamUpdated | SystemUpdated | PolicySetLoaded | KeyRotated => (3, 3004, 3),
+        UserUpdated | TeamUpdated | SystemUpdated | PolicySetLoaded | KeyRotated
+        | GovernanceApplied => (3, 3004, 3),
     };
     Class {
         category_uid,

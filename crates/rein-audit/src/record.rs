@@ -170,6 +170,8 @@ event_types! {
     KeyRotated = "key.rotated",
     /// A call proxied by the gateway.
     GatewayCall = "gateway.call",
+    /// A governance set was applied (its changes carry the apply's ID).
+    GovernanceApplied = "governance.applied",
 }
 
 /// Who acted.

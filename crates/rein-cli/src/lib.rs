@@ -106,6 +106,20 @@ enum Command {
     /// Every problem is one line `file:line: message` on stderr. Exit code 0 when valid (even
     /// with findings, unless --fail-on), 1 otherwise.
     Check(command::check::Args),
+    /// Show what applying a governance repository would change on the server (admins).
+    ///
+    /// Creations, changes and removals (agents no longer declared are retired, grants no
+    /// request declares are revoked; users, teams and systems are never removed), who must
+    /// approve each grant request, and every problem, at its `file:line` on stderr. Exit code 0
+    /// when the set can be applied, 1 otherwise. `--out FILE` saves the plan for `rein apply
+    /// --plan FILE`.
+    Plan(command::plan::PlanArgs),
+    /// Apply a governance repository to the server, all or nothing (admins).
+    ///
+    /// Plans, prints the plan, then applies exactly it: refused, with nothing applied, if the
+    /// registry changed in between (re-plan). With `--plan FILE`, applies a saved plan only if
+    /// the registry and the set are unchanged since. Never approves a grant.
+    Apply(command::plan::ApplyArgs),
 }
 
 /// Runs `rein` with the process's arguments and returns its exit code.
@@ -136,6 +150,8 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
     let done = match cli.command {
         Command::Authorize(args) => return command::authorize::run(&client()?, args).await,
         Command::Check(args) => return command::check::run(args, cli.client.output()).await,
+        Command::Plan(args) => return command::plan::plan(&client()?, args).await,
+        Command::Apply(args) => return command::plan::apply(&client()?, args).await,
         Command::Token(cmd) => return command::token::run(&client()?, cmd).await,
         Command::Approvals(cmd) => {
             return match command::approvals::run(&client()?, cmd).await? {

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "cli/apply.rs"]
+mod apply;
 #[path = "cli/audit.rs"]
 mod audit;
 #[path = "cli/check.rs"]

@@ -1,5 +1,6 @@
 //! Agents: created and changed by their team, suspended by their revokers, retired for good.
 
+use chrono::{DateTime, Utc};
 use rein_core::agent::{AccountableRoles, Agent, AgentStatus, Budgets};
 use rein_core::authz::Actor;
 use rein_core::grant::GrantStatus;
@@ -59,7 +60,10 @@ pub struct AgentPatch {
     pub budgets: Option<Budgets>,
 }
 
-fn check_texts(description: Option<&String>, use_case: Option<&String>) -> Result<(), Error> {
+pub(crate) fn check_texts(
+    description: Option<&String>,
+    use_case: Option<&String>,
+) -> Result<(), Error> {
     if description.is_some_and(|d| d.len() > 1024) {
         return Err(DomainError::invalid("description", "must be at most 1024 bytes").into());
     }
@@ -107,26 +111,23 @@ impl Registry {
             .value)
     }
 
-    /// Creates an agent (members of its team).
-    pub async fn create_agent(&self, actor: &Actor, new: NewAgent) -> Result<Agent, Error> {
-        actor.require_team_member(&new.team, "create its agents")?;
-        self.check_environment(&new.environment)?;
-        check_texts(Some(&new.description), Some(&new.use_case))?;
-        self.check_roles(&new.roles).await?;
+    /// The agent `new` describes, created by `actor` at `now`: its status checked (and its
+    /// accountable roles, if it is active in a protected environment). Texts, environment and
+    /// the roles' principals are checked by the caller.
+    pub(crate) fn new_agent(
+        &self,
+        actor: &Actor,
+        new: NewAgent,
+        now: DateTime<Utc>,
+    ) -> Result<Agent, Error> {
         let status = new.status.unwrap_or(AgentStatus::Active);
         if status == AgentStatus::Retired {
             return Err(
                 DomainError::invalid("status", "a new agent is `active` or `suspended`").into(),
             );
         }
-        let now = self.now();
         let agent = Agent {
-            id: AgentId::new(
-                &self.config.trust_domain,
-                new.team,
-                new.name,
-                new.environment,
-            ),
+            id: self.agent_id(&new),
             description: new.description,
             use_case: new.use_case,
             roles: new.roles,
@@ -142,6 +143,26 @@ impl Registry {
         if status == AgentStatus::Active {
             agent.check_activation(&self.config.protected_environments)?;
         }
+        Ok(agent)
+    }
+
+    /// The SPIFFE ID of the agent `new` describes.
+    pub(crate) fn agent_id(&self, new: &NewAgent) -> AgentId {
+        AgentId::new(
+            &self.config.trust_domain,
+            new.team.clone(),
+            new.name.clone(),
+            new.environment.clone(),
+        )
+    }
+
+    /// Creates an agent (members of its team).
+    pub async fn create_agent(&self, actor: &Actor, new: NewAgent) -> Result<Agent, Error> {
+        actor.require_team_member(&new.team, "create its agents")?;
+        self.check_environment(&new.environment)?;
+        check_texts(Some(&new.description), Some(&new.use_case))?;
+        self.check_roles(&new.roles).await?;
+        let agent = self.new_agent(actor, new, self.now())?;
         let event = audit::agent_event(EventType::AgentCreated, actor, &agent, None);
         self.create(
             "agent",

@@ -79,7 +79,7 @@ impl Registry {
 
     /// Records that the change recorded as `receipt` was not applied. Best effort: the caller is
     /// already failing, and a failure here is logged.
-    async fn supersede(&self, receipt: Receipt, mut event: Event, why: &str) {
+    pub(crate) async fn supersede(&self, receipt: Receipt, mut event: Event, why: &str) {
         event.outcome = "failure".into();
         event.reason = Some(why.to_owned());
         event

@@ -42,6 +42,12 @@ pub enum Error {
     /// Rein's own key material could not be opened (wrong master key or tampered record).
     #[error("signing key unavailable: {0}")]
     Keys(String),
+    /// A governance set has problems; nothing was applied (the plan lists them all).
+    #[error("the governance set cannot be applied: {0}; run `rein plan` for every problem")]
+    InvalidSet(String),
+    /// What a saved plan was made against no longer holds; nothing was applied.
+    #[error("stale plan: {0}; plan again")]
+    StalePlan(String),
     /// The store failed; nothing is known to have changed.
     #[error("store unavailable")]
     Store(#[source] StoreError),
@@ -66,6 +72,8 @@ impl ErrorCode for Error {
             Self::NotFound { .. } => "not-found",
             Self::AlreadyExists { .. } => "already-exists",
             Self::Contended { .. } => "conflict",
+            Self::InvalidSet(_) => "invalid-governance-set",
+            Self::StalePlan(_) => "stale-plan",
             Self::Store(_) => "store-unavailable",
             Self::AuditUnavailable(_) => "audit-unavailable",
             Self::Keys(_) => "keys-unavailable",

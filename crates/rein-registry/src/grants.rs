@@ -66,10 +66,7 @@ impl Registry {
                 key: req.system.to_string(),
             })?
             .value;
-        let production = self
-            .config
-            .production_environments
-            .contains(&system.environment);
+        let production = self.is_production(&system.environment);
         let id = GrantId::from_bytes(*uuid::Uuid::now_v7().as_bytes());
         let grant = Grant::request(
             id,

@@ -12,6 +12,7 @@ mod audit;
 mod audit_read;
 mod auth_cache;
 mod error;
+mod governance;
 mod grants;
 pub mod keys;
 mod observe;
@@ -40,6 +41,10 @@ pub use audit_read::{
 };
 pub use auth_cache::AUTH_CACHE_TTL;
 pub use error::Error;
+pub use governance::{
+    Applied, ApplyRequest, ChangeAction, Expected, GovernanceSet, Plan, PlanNote, PlanProblem,
+    PlannedChange, RecordKind, Subject,
+};
 pub use observe::Observer;
 pub use revocations::NewRevocation;
 pub use systems::{NewSystem, SystemPatch};
@@ -108,6 +113,7 @@ pub struct Registry {
     locks: Arc<audit::Locks>,
     observers: Arc<[Arc<dyn Observer>]>,
     auth: Arc<auth_cache::AuthCache>,
+    apply_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Registry {
@@ -126,6 +132,7 @@ impl Registry {
             locks: Arc::new(audit::Locks::new()),
             observers: Arc::from(Vec::new()),
             auth: Arc::new(auth_cache::AuthCache::default()),
+            apply_lock: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -192,15 +199,21 @@ impl Registry {
                 PrincipalRef::Team(t) => self.store.team(t).await?.is_some(),
             };
             if !exists {
-                return Err(rein_core::DomainError::invalid(
-                    field,
-                    format!("`{p}` does not exist"),
-                )
-                .into());
+                return Err(missing_principal(field, p));
             }
         }
         Ok(())
     }
+
+    /// Whether `environment` counts as production (its mutations need the business owner).
+    fn is_production(&self, environment: &Environment) -> bool {
+        self.config.production_environments.contains(environment)
+    }
+}
+
+/// A role or field names a user or team that does not exist.
+fn missing_principal(field: &'static str, p: &PrincipalRef) -> Error {
+    rein_core::DomainError::invalid(field, format!("`{p}` does not exist")).into()
 }
 
 /// The actor for a user record (used where there is no token yet, as in bootstrap).

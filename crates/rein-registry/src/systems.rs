@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use rein_core::authz::Actor;
 use rein_core::id::{ActionName, Environment, PrincipalRef, SystemName, TeamName};
 use rein_core::system::{ActionSpec, Classification, System};
@@ -61,7 +62,7 @@ pub struct SystemPatch {
     pub actions: Option<BTreeMap<ActionName, ActionSpec>>,
 }
 
-fn check_fields(
+pub(crate) fn check_fields(
     description: Option<&String>,
     actions: Option<&BTreeMap<ActionName, ActionSpec>>,
 ) -> Result<(), Error> {
@@ -74,6 +75,21 @@ fn check_fields(
         );
     }
     Ok(())
+}
+
+/// The system `new` describes, registered at `now` (its fields checked by the caller).
+pub(crate) fn new_system(new: NewSystem, now: DateTime<Utc>) -> System {
+    System {
+        name: new.name,
+        description: new.description,
+        environment: new.environment,
+        owner_team: new.owner_team,
+        approvers: new.approvers,
+        classification: new.classification,
+        actions: new.actions,
+        created_at: now,
+        updated_at: now,
+    }
 }
 
 impl Registry {
@@ -89,18 +105,7 @@ impl Registry {
         check_fields(Some(&new.description), Some(&new.actions))?;
         self.check_team_exists(&new.owner_team).await?;
         self.check_principals("approvers", &new.approvers).await?;
-        let now = self.now();
-        let system = System {
-            name: new.name,
-            description: new.description,
-            environment: new.environment,
-            owner_team: new.owner_team,
-            approvers: new.approvers,
-            classification: new.classification,
-            actions: new.actions,
-            created_at: now,
-            updated_at: now,
-        };
+        let system = new_system(new, self.now());
         let event = audit::system_event(EventType::SystemCreated, actor, &system);
         self.create(
             "system",

@@ -8,7 +8,7 @@ use rein_core::team::Team;
 use rein_core::DomainError;
 use serde::{Deserialize, Serialize};
 
-use rein_audit::EventType;
+use rein_audit::{Event, EventType};
 
 use crate::{audit, Error, Registry};
 
@@ -41,13 +41,27 @@ pub struct TeamPatch {
     pub remove_members: BTreeSet<UserName>,
 }
 
+/// Refuses a team description over 1024 bytes.
+pub(crate) fn check_description(description: &str) -> Result<(), Error> {
+    if description.len() > 1024 {
+        return Err(DomainError::invalid("description", "must be at most 1024 bytes").into());
+    }
+    Ok(())
+}
+
+/// A team was created or changed: its members.
+pub(crate) fn team_event(event_type: EventType, actor: &Actor, team: &Team) -> Event {
+    let mut e = audit::change(event_type, actor, team.name.as_str());
+    e.details
+        .insert("members".into(), audit::joined(&team.members));
+    e
+}
+
 impl Registry {
     /// Creates a team (admins only).
     pub async fn create_team(&self, actor: &Actor, new: NewTeam) -> Result<Team, Error> {
         actor.require_admin("create teams")?;
-        if new.description.len() > 1024 {
-            return Err(DomainError::invalid("description", "must be at most 1024 bytes").into());
-        }
+        check_description(&new.description)?;
         self.check_principals(
             "members",
             &new.members
@@ -63,10 +77,7 @@ impl Registry {
             members: new.members,
             created_at: self.now(),
         };
-        let mut event = audit::change(EventType::TeamCreated, actor, team.name.as_str());
-        event
-            .details
-            .insert("members".into(), audit::joined(&team.members));
+        let event = team_event(EventType::TeamCreated, actor, &team);
         self.create(
             "team",
             team.name.as_str(),
@@ -103,8 +114,8 @@ impl Registry {
         patch: TeamPatch,
     ) -> Result<Team, Error> {
         actor.require_admin("change teams")?;
-        if patch.description.as_ref().is_some_and(|d| d.len() > 1024) {
-            return Err(DomainError::invalid("description", "must be at most 1024 bytes").into());
+        if let Some(d) = &patch.description {
+            check_description(d)?;
         }
         self.check_principals(
             "add_members",
@@ -130,12 +141,7 @@ impl Registry {
                 t.members.retain(|m| !patch.remove_members.contains(m));
                 Ok(())
             },
-            |t| {
-                let mut e = audit::change(EventType::TeamUpdated, actor, t.name.as_str());
-                e.details
-                    .insert("members".into(), audit::joined(&t.members));
-                e
-            },
+            |t| team_event(EventType::TeamUpdated, actor, t),
         )
         .await
         .map(|w| w.value)

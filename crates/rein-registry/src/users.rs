@@ -7,7 +7,8 @@ use rein_core::DomainError;
 use serde::{Deserialize, Serialize};
 
 use crate::tokens::{mint, IssuedToken};
-use rein_audit::EventType;
+use chrono::{DateTime, Utc};
+use rein_audit::{Event, EventType};
 
 use crate::{audit, Error, Registry};
 
@@ -53,6 +54,29 @@ fn check_short(field: &'static str, value: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// The user `new` describes, checked, created at `now`.
+pub(crate) fn new_user(new: NewUser, now: DateTime<Utc>) -> Result<User, Error> {
+    new.name.check_human()?;
+    check_short("display_name", &new.display_name)?;
+    check_short("email", &new.email)?;
+    Ok(User {
+        name: new.name,
+        display_name: new.display_name,
+        email: new.email,
+        role: new.role,
+        disabled: false,
+        created_at: now,
+    })
+}
+
+/// A user was created or changed: its role.
+pub(crate) fn user_event(event_type: EventType, actor: &Actor, user: &User) -> Event {
+    let mut e = audit::change(event_type, actor, user.name.as_str());
+    e.details
+        .insert("role".into(), format!("{:?}", user.role).to_lowercase());
+    e
+}
+
 impl Registry {
     /// Creates the first admin and their token. Refused once any user exists, so it cannot be
     /// used to mint an admin on a running installation.
@@ -90,21 +114,8 @@ impl Registry {
     /// Creates a user (admins only).
     pub async fn create_user(&self, actor: &Actor, new: NewUser) -> Result<User, Error> {
         actor.require_admin("create users")?;
-        new.name.check_human()?;
-        check_short("display_name", &new.display_name)?;
-        check_short("email", &new.email)?;
-        let user = User {
-            name: new.name,
-            display_name: new.display_name,
-            email: new.email,
-            role: new.role,
-            disabled: false,
-            created_at: self.now(),
-        };
-        let mut event = audit::change(EventType::UserCreated, actor, user.name.as_str());
-        event
-            .details
-            .insert("role".into(), format!("{:?}", user.role).to_lowercase());
+        let user = new_user(new, self.now())?;
+        let event = user_event(EventType::UserCreated, actor, &user);
         self.create(
             "user",
             user.name.as_str(),
@@ -177,9 +188,7 @@ impl Registry {
                 Ok(())
             },
             |u| {
-                let mut e = audit::change(EventType::UserUpdated, actor, u.name.as_str());
-                e.details
-                    .insert("role".into(), format!("{:?}", u.role).to_lowercase());
+                let mut e = user_event(EventType::UserUpdated, actor, u);
                 e.details.insert("disabled".into(), u.disabled.to_string());
                 e
             },

@@ -46,12 +46,15 @@ pub use error::Problem;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::routes::{
-    agents, approvals, audit, decisions, grants, keys, oauth, posture, revocations, systems, teams,
-    users,
+    agents, approvals, audit, decisions, governance, grants, keys, oauth, posture, revocations,
+    systems, teams, users,
 };
 
 /// The largest request body accepted, in bytes (1 MiB); larger bodies get 413.
 const BODY_LIMIT: usize = 1024 * 1024;
+
+/// The largest governance set a plan or apply accepts (a whole repository of manifests).
+const GOVERNANCE_BODY_LIMIT: usize = 32 * 1024 * 1024;
 
 /// Everything the handlers share: the registry, the decision point and the metrics. Cheap to
 /// clone.
@@ -132,6 +135,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/revocations/{id}/lift", post(revocations::lift))
         .route("/v1/posture", get(posture::posture))
+        .route(
+            "/v1/governance/plan",
+            post(governance::plan).layer(DefaultBodyLimit::max(GOVERNANCE_BODY_LIMIT)),
+        )
+        .route(
+            "/v1/governance/apply",
+            post(governance::apply).layer(DefaultBodyLimit::max(GOVERNANCE_BODY_LIMIT)),
+        )
         .route("/v1/approvals", get(approvals::list))
         .route("/v1/approvals/{id}", get(approvals::get))
         .route("/v1/approvals/{id}/wait", get(approvals::wait))

@@ -7,7 +7,8 @@ use utoipa::Modify;
 
 use crate::error::{Problem, PROBLEM_JSON};
 use crate::routes::{
-    agents, approvals, audit, decisions, grants, keys, posture, revocations, systems, teams, users,
+    agents, approvals, audit, decisions, governance, grants, keys, posture, revocations, systems,
+    teams, users,
 };
 
 /// The name of the bearer-token security scheme (also spelled out in `security(...)` below).
@@ -37,6 +38,7 @@ const PROBLEM_RESPONSE: &str = "Problem";
         decisions::authorize, decisions::authorize_batch, decisions::policies, decisions::reload,
         revocations::create, revocations::list, revocations::lift, revocations::propagation,
         posture::posture,
+        governance::plan, governance::apply,
         approvals::list, approvals::get, approvals::wait, approvals::approve, approvals::deny, approvals::deliveries,
         keys::rotate,
         audit::list, audit::get, audit::why, audit::checkpoints, audit::keys,
@@ -54,6 +56,7 @@ const PROBLEM_RESPONSE: &str = "Problem";
         (name = "grants", description = "Grants and their approval path"),
         (name = "decisions", description = "Policy decisions (allow, deny, step-up) and the guardrail set in force"),
         (name = "posture", description = "The posture report: findings mapped to OWASP NHI, OWASP Agentic, NIST AI RMF, NIST CSF and MAESTRO controls"),
+        (name = "governance", description = "Governance as code: plan and apply a set of manifests, all or nothing, never approving"),
         (name = "approvals", description = "Step-up approval requests: deciding them, waiting for them, their webhook deliveries"),
         (name = "revocations", description = "Revoking tokens, tasks, teams, environments, or every token issued before a time"),
         (name = "keys", description = "Rein's own signing keys"),

@@ -11,6 +11,8 @@ mod audit;
 mod common;
 #[path = "api/decisions.rs"]
 mod decisions;
+#[path = "api/governance.rs"]
+mod governance;
 #[path = "api/oauth.rs"]
 mod oauth;
 #[path = "api/posture.rs"]
@@ -864,7 +866,7 @@ async fn every_v1_operation_requires_a_token() {
             }
         }
     }
-    assert_eq!(checked, 54);
+    assert_eq!(checked, 56);
     assert_eq!(doc["security"], json!([{"bearer": []}]));
 }
 

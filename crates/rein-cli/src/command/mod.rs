@@ -21,6 +21,7 @@ pub mod check;
 pub mod grant;
 pub mod init;
 pub mod keys;
+pub mod plan;
 pub mod policy;
 pub mod posture;
 pub mod revoke;

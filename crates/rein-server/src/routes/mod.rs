@@ -13,6 +13,7 @@ pub(crate) mod agents;
 pub(crate) mod approvals;
 pub(crate) mod audit;
 pub(crate) mod decisions;
+pub(crate) mod governance;
 pub(crate) mod grants;
 pub(crate) mod keys;
 pub(crate) mod oauth;

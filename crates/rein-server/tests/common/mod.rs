@@ -151,6 +151,9 @@ pub struct FlakyStore {
     inner: Arc<dyn Store>,
     pub down: AtomicBool,
     pub audit_down: AtomicBool,
+    /// A team another writer changes just before the next [`Store::write_all`] runs, as if a
+    /// second replica won a race against that batch.
+    pub race_team: std::sync::Mutex<Option<TeamName>>,
 }
 
 impl FlakyStore {
@@ -234,6 +237,11 @@ macro_rules! delegate {
     ($( fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty; )*) => {
         #[async_trait]
         impl Store for FlakyStore {
+            async fn write_all(&self, writes: &[rein_store::Write]) -> Result<Vec<Version>, StoreError> {
+                self.check()?;
+                self.race().await?;
+                self.inner.write_all(writes).await
+            }
             $(
                 async fn $name(&self $(, $arg: $ty)*) -> Result<$ret, StoreError> {
                     self.check()?;
@@ -294,6 +302,21 @@ delegate! {
         fn insert_signing_key(&self, key: &SealedKey) -> ();
         fn signing_keys(&self, purpose: KeyPurpose) -> Vec<SealedKey>;
         fn update_signing_key(&self, key: &SealedKey) -> ();
+        fn registry_state(&self) -> rein_store::RegistryState;
+}
+
+impl FlakyStore {
+    /// Changes the team in `race_team`, if any, through the real store (its version moves on).
+    async fn race(&self) -> Result<(), StoreError> {
+        let team = self.race_team.lock().unwrap().take();
+        if let Some(name) = team {
+            let current = self.inner.team(&name).await?.unwrap();
+            let mut team = current.value;
+            team.description.push_str(" (changed by another writer)");
+            self.inner.update_team(&team, current.version).await?;
+        }
+        Ok(())
+    }
 }
 
 // === a clock tests can move ===
@@ -386,6 +409,7 @@ impl Server {
             inner,
             down: AtomicBool::new(false),
             audit_down: AtomicBool::new(false),
+            race_team: std::sync::Mutex::new(None),
         });
         // Checkpoints every few records, so tests see some.
         let log_config = LogConfig {
