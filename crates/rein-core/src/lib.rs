@@ -13,6 +13,7 @@ pub mod error;
 pub mod grant;
 pub mod id;
 pub mod key;
+pub mod mcp;
 pub mod revocation;
 pub mod schedule;
 pub mod system;

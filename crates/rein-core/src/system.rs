@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::id::{ActionName, Environment, PrincipalRef, SystemName, TeamName};
+use crate::mcp::McpUpstream;
 use crate::DomainError;
 
 /// How much an action can change. An action declared without a class is treated as `write`.
@@ -107,6 +108,9 @@ pub struct System {
     /// Its actions, by name.
     #[serde(default)]
     pub actions: BTreeMap<ActionName, ActionSpec>,
+    /// For an MCP server: how the gateway reaches it (`/mcp/{name}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp: Option<McpUpstream>,
     /// When it was registered.
     pub created_at: DateTime<Utc>,
     /// When it last changed.

@@ -95,6 +95,7 @@ fn world(now: DateTime<Utc>) -> World {
                 .collect::<BTreeMap<_, _>>(),
             created_at: now,
             updated_at: now,
+            mcp: None,
         };
         systems.insert(system.name.clone(), system);
     }

@@ -117,6 +117,7 @@ pub(crate) mod fixtures {
             actions,
             created_at: wednesday() - Duration::days(60),
             updated_at: wednesday() - Duration::days(60),
+            mcp: None,
         }
     }
 

@@ -86,6 +86,7 @@ fn system(name: &str, env: &str, classification: Classification) -> System {
         actions,
         created_at: wednesday() - Duration::days(60),
         updated_at: wednesday() - Duration::days(60),
+        mcp: None,
     }
 }
 

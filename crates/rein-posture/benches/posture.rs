@@ -64,6 +64,7 @@ fn inventory() -> Inventory {
             ]),
             created_at: ago(400),
             updated_at: ago(400),
+            mcp: None,
         });
     }
     let mut n: u128 = 0;

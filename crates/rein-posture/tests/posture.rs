@@ -83,6 +83,7 @@ fn system(n: &str, env: &str) -> System {
         ]),
         created_at: days_ago(300),
         updated_at: days_ago(300),
+        mcp: None,
     }
 }
 

@@ -556,7 +556,9 @@ impl<'a> Draft<'a> {
             let checked = self
                 .registry
                 .check_environment(&new.environment)
-                .and_then(|()| check_fields(Some(&new.description), Some(&new.actions)))
+                .and_then(|()| {
+                    check_fields(Some(&new.description), Some(&new.actions), new.mcp.as_ref())
+                })
                 .and_then(|()| {
                     self.check_principals(
                         "owner_team",
@@ -622,6 +624,10 @@ impl<'a> Draft<'a> {
                     if current.actions != system.actions {
                         fields.push("actions");
                         current.actions = system.actions;
+                    }
+                    if current.mcp != system.mcp {
+                        fields.push("mcp");
+                        current.mcp = system.mcp;
                     }
                     let Some(version) = version.filter(|_| !fields.is_empty()) else {
                         continue;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use rein_core::authz::Actor;
 use rein_core::id::{ActionName, Environment, PrincipalRef, SystemName, TeamName};
+use rein_core::mcp::McpUpstream;
 use rein_core::system::{ActionSpec, Classification, System};
 use rein_core::DomainError;
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,10 @@ pub struct NewSystem {
     /// Its actions and their classes.
     #[serde(default)]
     pub actions: BTreeMap<ActionName, ActionSpec>,
+    /// For an MCP server: how the gateway reaches it. Credentials are referenced by the name
+    /// of a stored secret, never written here.
+    #[serde(default)]
+    pub mcp: Option<McpUpstream>,
 }
 
 /// Changes to a system; absent fields stay as they are. Its name and environment are fixed.
@@ -60,12 +65,19 @@ pub struct SystemPatch {
     /// New action list (replaces the old one).
     #[serde(default)]
     pub actions: Option<BTreeMap<ActionName, ActionSpec>>,
+    /// New MCP upstream configuration (replaces the old one).
+    #[serde(default)]
+    pub mcp: Option<McpUpstream>,
 }
 
 pub(crate) fn check_fields(
     description: Option<&String>,
     actions: Option<&BTreeMap<ActionName, ActionSpec>>,
+    mcp: Option<&McpUpstream>,
 ) -> Result<(), Error> {
+    if let Some(mcp) = mcp {
+        mcp.validate()?;
+    }
     if description.is_some_and(|d| d.len() > 1024) {
         return Err(DomainError::invalid("description", "must be at most 1024 bytes").into());
     }
@@ -89,6 +101,7 @@ pub(crate) fn new_system(new: NewSystem, now: DateTime<Utc>) -> System {
         actions: new.actions,
         created_at: now,
         updated_at: now,
+        mcp: new.mcp,
     }
 }
 
@@ -102,7 +115,7 @@ impl Registry {
     pub async fn create_system(&self, actor: &Actor, new: NewSystem) -> Result<System, Error> {
         actor.require_admin("register systems")?;
         self.check_environment(&new.environment)?;
-        check_fields(Some(&new.description), Some(&new.actions))?;
+        check_fields(Some(&new.description), Some(&new.actions), new.mcp.as_ref())?;
         self.check_team_exists(&new.owner_team).await?;
         self.check_principals("approvers", &new.approvers).await?;
         let system = new_system(new, self.now());
@@ -145,7 +158,11 @@ impl Registry {
         patch: SystemPatch,
     ) -> Result<System, Error> {
         actor.require_admin("change systems")?;
-        check_fields(patch.description.as_ref(), patch.actions.as_ref())?;
+        check_fields(
+            patch.description.as_ref(),
+            patch.actions.as_ref(),
+            patch.mcp.as_ref(),
+        )?;
         if let Some(team) = &patch.owner_team {
             self.check_team_exists(team).await?;
         }
@@ -170,6 +187,9 @@ impl Registry {
                 }
                 if let Some(a) = &patch.actions {
                     s.actions.clone_from(a);
+                }
+                if let Some(m) = &patch.mcp {
+                    s.mcp = Some(m.clone());
                 }
                 s.updated_at = now;
                 Ok(())

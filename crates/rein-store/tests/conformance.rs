@@ -296,6 +296,7 @@ fn system(n: &str, environment: &str) -> System {
         ]),
         created_at: at(3),
         updated_at: at(3),
+        mcp: None,
     }
 }
 

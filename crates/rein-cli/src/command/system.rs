@@ -156,6 +156,7 @@ pub async fn run(client: &Client, command: Command) -> anyhow::Result<()> {
                     description: fields.description.unwrap_or_default(),
                     approvers: fields.approvers,
                     classification: fields.classification.unwrap_or_default(),
+                    mcp: None,
                 },
                 _ => {
                     return Err(Local::new(
@@ -198,6 +199,7 @@ pub async fn run(client: &Client, command: Command) -> anyhow::Result<()> {
                     owner_team,
                     approvers: (!fields.approvers.is_empty()).then_some(fields.approvers),
                     classification: fields.classification,
+                    mcp: None,
                 },
             };
             client.patch(&path(&name), &body).await?

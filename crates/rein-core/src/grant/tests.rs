@@ -74,6 +74,7 @@ fn system(env: &str) -> System {
         actions,
         created_at: now(),
         updated_at: now(),
+        mcp: None,
     }
 }
 

@@ -468,6 +468,7 @@ impl Fixture {
                     .collect(),
                 created_at: epoch(),
                 updated_at: epoch(),
+                mcp: None,
             });
         }
 
