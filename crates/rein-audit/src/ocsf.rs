@@ -6,8 +6,8 @@
 //! - token issuance and refusals → Authentication (3002), activity 4 Service Ticket Request, the
 //!   agent as a `user` of type 4 Service;
 //! - grants and revocations → User Access Management (3005), activity 1 Assign / 2 Revoke
-//!   Privileges;
-//! - agent lifecycle and API tokens → Account Change (3001);
+//!   Privileges; access review campaigns and decisions → the same class, activity 99 Other;
+//! - agent lifecycle (including a completed review) and API tokens → Account Change (3001);
 //! - users, teams, systems and policy sets → Entity Management (3004).
 //!
 //! Every event keeps the chain fields (`seq`, `hash`, `prev_hash`) in `unmapped` and the record
@@ -41,9 +41,9 @@ fn class_of(t: EventType) -> Class {
         AgentResumed => (3, 3001, 2),
         AgentSuspended => (3, 3001, 5),
         AgentRetired => (3, 3001, 6),
-        AgentUpdated | AgentKeyAdded | AgentKeyRemoved | ApiTokenIssued | ApiTokenRevoked => {
-            (3, 3001, 99)
-        }
+        AgentUpdated | AgentKeyAdded | AgentKeyRemoved | AgentReviewed | ApiTokenIssued
+        | ApiTokenRevoked => (3, 3001, 99),
+        ReviewOpened | ReviewDecided | ReviewClosed => (3, 3005, 99),
         UserCreated | TeamCreated | SystemCreated => (3, 3004, 1),
         UserUpdated | TeamUpdated | SystemUpdated | PolicySetLoaded | KeyRotated
         | GovernanceApplied => (3, 3004, 3),

@@ -146,6 +146,15 @@ event_types! {
     AgentKeyAdded = "agent.key_added",
     /// A public key was removed from an agent.
     AgentKeyRemoved = "agent.key_removed",
+    /// An agent's access review was completed: its `last_review` moved to that time.
+    AgentReviewed = "agent.reviewed",
+    /// An access review campaign was opened.
+    ReviewOpened = "review.opened",
+    /// A reviewer decided one grant of an access review (keep or revoke), or certified an
+    /// agent without grants.
+    ReviewDecided = "review.decided",
+    /// An access review campaign was closed.
+    ReviewClosed = "review.closed",
     /// A user was created.
     UserCreated = "user.created",
     /// A user was changed (role, disabled, contact).

@@ -41,6 +41,8 @@ pub struct FileConfig {
     public_url: Option<String>,
     approval_ttl_seconds: Option<i64>,
     admins_may_approve: Option<bool>,
+    review_grace_days: Option<u32>,
+    suspend_overdue_reviews: Option<bool>,
     #[serde(default)]
     audit: AuditFileConfig,
     #[serde(default)]
@@ -281,7 +283,21 @@ impl Settings {
             admins_may_approve: file
                 .admins_may_approve
                 .unwrap_or(defaults.admins_may_approve),
+            review_grace_days: file.review_grace_days.unwrap_or(defaults.review_grace_days),
+            suspend_overdue_reviews: file
+                .suspend_overdue_reviews
+                .unwrap_or(defaults.suspend_overdue_reviews),
         };
+        if registry.review_grace_days > rein_core::review::MAX_GRACE_DAYS {
+            return Err(Local::new(
+                "invalid-config",
+                format!(
+                    "`review_grace_days` must be at most {}",
+                    rein_core::review::MAX_GRACE_DAYS
+                ),
+            )
+            .into());
+        }
         if registry.environments.is_empty() {
             return Err(Local::new("invalid-config", "`environments` must not be empty").into());
         }
@@ -432,6 +448,12 @@ pub fn template(database_url: Option<&str>) -> String {
 # `http://` and the listen address; set it behind a proxy or TLS terminator.
 # public_url = "https://rein.example.com"
 
+# Access reviews: days past an agent's review cadence before its review counts as overdue
+# (flagged by the posture report and listed by `rein review overdue`), and whether the server's
+# periodic sweep then suspends the agent, with Rein as the actor and the reason recorded.
+# review_grace_days = 14
+# suspend_overdue_reviews = false
+
 # Database (REIN_DATABASE_URL, --database-url): `postgres://…` for PostgreSQL; by default the
 # SQLite file rein.db in this directory.
 "#,
@@ -500,6 +522,11 @@ mod tests {
             assert_eq!(s.audit.checkpoint_every, Duration::from_secs(60));
             assert_eq!(s.expiry_sweep, Duration::from_secs(30));
             assert_eq!(s.database, Database::Sqlite(dir.join(SQLITE_FILE)));
+            assert_eq!(s.registry.review_grace_days, d.review_grace_days);
+            assert_eq!(
+                s.registry.suspend_overdue_reviews,
+                d.suspend_overdue_reviews
+            );
         }
     }
 
@@ -564,6 +591,13 @@ mod tests {
     #[test]
     fn unknown_keys_and_inconsistent_environments_are_refused() {
         assert!(toml::from_str::<FileConfig>("trust_domian = \"x\"").is_err());
+        let file: FileConfig =
+            toml::from_str("review_grace_days = 3\nsuspend_overdue_reviews = true").unwrap();
+        let s = Settings::resolve(Path::new("/d"), file, Overrides::default()).unwrap();
+        assert_eq!(s.registry.review_grace_days, 3);
+        assert!(s.registry.suspend_overdue_reviews);
+        let file: FileConfig = toml::from_str("review_grace_days = 400").unwrap();
+        assert!(Settings::resolve(Path::new("/d"), file, Overrides::default()).is_err());
         let file: FileConfig = toml::from_str("environments = [\"dev\"]").unwrap();
         let err = Settings::resolve(Path::new("/d"), file, Overrides::default()).unwrap_err();
         assert!(err.to_string().contains("protected_environments"), "{err}");

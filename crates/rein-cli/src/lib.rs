@@ -87,6 +87,10 @@ enum Command {
     /// Check a received webhook notification's signature (for receivers).
     #[command(subcommand)]
     Webhook(command::webhook::Command),
+    /// Access reviews: open a campaign, show it, decide keep or revoke per grant, close it,
+    /// list overdue agents.
+    #[command(subcommand)]
+    Review(command::review::Command),
     /// Step-up approval requests: list, show, approve, deny, wait.
     #[command(subcommand)]
     Approvals(command::approvals::Command),
@@ -172,6 +176,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Revoke(cmd) => command::revoke::run(&client()?, cmd).await,
         Command::Keys(cmd) => command::keys::run(&client()?, cmd).await,
         Command::Posture(args) => command::posture::run(&client()?, args).await,
+        Command::Review(cmd) => command::review::run(&client()?, cmd).await,
         Command::Policy(args) => command::policy::run(args, cli.client.output(), client).await,
     };
     done.map(|()| Exit::Success)

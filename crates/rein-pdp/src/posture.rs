@@ -1,18 +1,16 @@
 //! The posture report of the running installation: the registry's agents, systems and grants,
-//! their use as the audit log records it, and the guardrails in force, evaluated by
+//! their use as the audit log records it (read by `rein_registry::usage`, which access reviews
+//! share), and the guardrails in force, evaluated by
 //! `rein-posture`.
 
 use chrono::{DateTime, Duration, Utc};
 use rein_audit::EventType;
 use rein_core::authz::Actor;
-use rein_core::id::{ActionName, AgentId, SystemName};
+use rein_core::id::SystemName;
 use rein_posture::{Catalog, GuardrailMode, GuardrailUse, Inventory, PostureConfig, Report};
-use rein_store::{AgentFilter, AuditFilter, GrantFilter};
+use rein_store::{AgentFilter, GrantFilter};
 
 use crate::{Error, Pdp};
-
-/// Audit records read per page while collecting use.
-const PAGE: u32 = 2000;
 
 impl Pdp {
     /// Evaluates every agent and system against the posture rules (admins and auditors: the
@@ -72,56 +70,21 @@ impl Pdp {
             .iter()
             .map(|s| (s.name.clone(), s.environment.to_string()))
             .collect();
-        for event_type in [EventType::Decision, EventType::TokenIssued] {
-            let filter = AuditFilter {
-                event_type: Some(event_type),
-                since: Some(since),
-                ..AuditFilter::default()
-            };
-            let mut after = None;
-            loop {
-                let page = store
-                    .audit_records(&filter, after, PAGE)
-                    .await
-                    .map_err(failed)?;
-                let Some(last) = page.last() else { break };
-                after = Some(last.seq);
-                for r in &page {
-                    let e = &r.event;
-                    let parsed = (
-                        e.agent.as_deref().and_then(|a| a.parse::<AgentId>().ok()),
-                        e.system
-                            .as_deref()
-                            .and_then(|s| s.parse::<SystemName>().ok()),
-                    );
-                    let (Some(agent), Some(system)) = parsed else {
-                        continue;
-                    };
-                    let usage = &mut inventory.usage;
-                    usage.record_activity(&agent, r.time);
-                    if let Some(env) = environments.get(&system) {
-                        usage.record_context(&agent, format!("env:{env}"));
-                    }
-                    let used: Vec<&str> = match event_type {
-                        EventType::Decision if e.decision.as_deref() == Some("allow") => {
-                            e.action.as_deref().into_iter().collect()
-                        }
-                        EventType::TokenIssued => e
-                            .details
-                            .get("scope")
-                            .map(|s| s.split(' ').collect())
-                            .unwrap_or_default(),
-                        _ => Vec::new(),
-                    };
-                    for action in used.iter().filter_map(|a| a.parse::<ActionName>().ok()) {
-                        usage.record_use(&agent, &system, &action, r.time);
-                    }
-                    if event_type == EventType::Decision {
-                        count_matches(&mut guardrails, e, r.time);
-                    }
-                }
+        let usage = &mut inventory.usage;
+        rein_registry::usage::scan(&**store, None, since, |u| {
+            usage.record_activity(&u.agent, u.at());
+            if let Some(env) = environments.get(&u.system) {
+                usage.record_context(&u.agent, format!("env:{env}"));
             }
-        }
+            for action in &u.actions {
+                usage.record_use(&u.agent, &u.system, action, u.at());
+            }
+            if u.kind == EventType::Decision {
+                count_matches(&mut guardrails, &u.record.event, u.at());
+            }
+        })
+        .await
+        .map_err(failed)?;
         inventory.guardrails = guardrails;
         Ok(rein_posture::evaluate(&inventory, config, catalog))
     }

@@ -479,11 +479,9 @@ fn check_agent(inv: &Inventory, config: &PostureConfig, agent: &Agent, out: &mut
         ));
     }
 
-    if let Some(cadence) = agent.roles.review_cadence_days {
-        let base = agent.last_review.unwrap_or(agent.created_at);
-        let due = plus_days(base, cadence);
-        let late = plus_days(due, config.review_grace_days);
-        if late < now {
+    if let Some(schedule) = rein_core::review::ReviewSchedule::of(agent) {
+        let (cadence, due) = (schedule.cadence_days, schedule.due);
+        if schedule.is_overdue(config.review_grace_days, now) {
             let overdue_days = (now - due).num_days();
             let since = match agent.last_review {
                 Some(t) => format!("last reviewed {}", ts(t)),

@@ -264,8 +264,9 @@ impl Registry {
     }
 
     /// Suspends an agent on Rein's own authority: its budget was breached and its budgets ask
-    /// for the circuit breaker. Recorded with Rein as the actor and `reason`. An agent that is
-    /// no longer active is left as it is.
+    /// for the circuit breaker, or (the review sweep) its access review is overdue and the
+    /// configuration asks for suspension. Recorded with Rein as the actor and `reason`. An agent
+    /// that is no longer active is left as it is.
     pub async fn trip_breaker(&self, id: &AgentId, reason: &str) -> Result<Agent, Error> {
         check_reason(reason)?;
         let now = self.now();

@@ -43,9 +43,14 @@ impl Locks {
 
 /// The audit actor for a user.
 pub fn user(actor: &Actor) -> rein_audit::Actor {
+    user_named(&actor.user)
+}
+
+/// The audit actor for the user named `name`.
+pub(crate) fn user_named(name: &rein_core::id::UserName) -> rein_audit::Actor {
     rein_audit::Actor {
         kind: ActorKind::User,
-        id: actor.user.to_string(),
+        id: name.to_string(),
     }
 }
 
@@ -378,7 +383,7 @@ pub(crate) fn agent_event_by_rein(
     agent_event_by(event_type, rein(), a, reason)
 }
 
-fn agent_event_by(
+pub(crate) fn agent_event_by(
     event_type: EventType,
     by: rein_audit::Actor,
     a: &rein_core::agent::Agent,
@@ -407,6 +412,16 @@ pub(crate) fn grant_event(
     reason: Option<&str>,
 ) -> Event {
     grant_event_by(event_type, user(actor), g, reason)
+}
+
+/// A grant event by the user named `by`.
+pub(crate) fn grant_event_by_user(
+    event_type: EventType,
+    by: &rein_core::id::UserName,
+    g: &rein_core::grant::Grant,
+    reason: Option<&str>,
+) -> Event {
+    grant_event_by(event_type, user_named(by), g, reason)
 }
 
 /// A grant event by Rein itself (expiry).

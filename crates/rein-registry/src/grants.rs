@@ -178,15 +178,32 @@ impl Registry {
                 key: grant.system.to_string(),
             })?
             .value;
+        self.revoke_grant_as(&actor.user, id, reason, |g| {
+            actor.require_grant_revoker(&agent, &system, &g.revokers)
+        })
+        .await
+    }
+
+    /// Revokes grant `id` as user `by` once `may` allowed it on the grant as it stands: the one
+    /// path every revocation of a single grant takes (a revoker's, a reviewer's within an
+    /// access review), recorded as `grant.revoked` by `by` and told to the observers, so the
+    /// decision point denies at once.
+    pub(crate) async fn revoke_grant_as(
+        &self,
+        by: &rein_core::id::UserName,
+        id: &GrantId,
+        reason: &str,
+        may: impl Fn(&Grant) -> Result<(), rein_core::DomainError>,
+    ) -> Result<Grant, Error> {
         let now = self.now();
         let grant = self
             .modify_grant(
                 id,
                 |g| {
-                    actor.require_grant_revoker(&agent, &system, &g.revokers)?;
-                    Ok(g.revoke(&actor.user, reason, now)?)
+                    may(g)?;
+                    Ok(g.revoke(by, reason, now)?)
                 },
-                |g| audit::grant_event(EventType::GrantRevoked, actor, g, Some(reason)),
+                |g| audit::grant_event_by_user(EventType::GrantRevoked, by, g, Some(reason)),
             )
             .await?;
         Ok(self.effective(grant))

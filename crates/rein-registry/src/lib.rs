@@ -1,4 +1,4 @@
-//! Rein's registry service: users, teams, systems, agents and grants.
+//! Rein's registry service: users, teams, systems, agents, grants and their access reviews.
 //!
 //! Each operation authenticates nothing itself: it takes the [`Actor`] the caller resolved with
 //! [`Registry::authenticate`], loads the facts it needs from the [`Store`], applies the pure rules
@@ -16,10 +16,12 @@ mod governance;
 mod grants;
 pub mod keys;
 mod observe;
+mod reviews;
 mod revocations;
 mod systems;
 mod teams;
 mod tokens;
+pub mod usage;
 mod users;
 
 use std::sync::Arc;
@@ -46,6 +48,7 @@ pub use governance::{
     PlannedChange, RecordKind, Subject,
 };
 pub use observe::Observer;
+pub use reviews::{CampaignView, Overdue, ReviewDecisions};
 pub use revocations::NewRevocation;
 pub use systems::{NewSystem, SystemPatch};
 pub use teams::{NewTeam, TeamPatch};
@@ -83,6 +86,11 @@ pub struct RegistryConfig {
     pub approval_ttl_secs: i64,
     /// Whether admins may decide step-up requests they are not approvers of (default no).
     pub admins_may_approve: bool,
+    /// Days past an agent's review cadence before its review counts as overdue (default 14).
+    pub review_grace_days: u32,
+    /// Whether the periodic sweep suspends an agent whose review is overdue (default no: it is
+    /// only reported).
+    pub suspend_overdue_reviews: bool,
 }
 
 impl Default for RegistryConfig {
@@ -99,6 +107,8 @@ impl Default for RegistryConfig {
             production_environments: ["prod"].into_iter().filter_map(env).collect(),
             approval_ttl_secs: rein_core::approval::DEFAULT_TTL_SECS,
             admins_may_approve: false,
+            review_grace_days: rein_core::review::DEFAULT_GRACE_DAYS,
+            suspend_overdue_reviews: false,
         }
     }
 }

@@ -46,8 +46,8 @@ pub use error::Problem;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::routes::{
-    agents, approvals, audit, decisions, governance, grants, keys, oauth, posture, revocations,
-    systems, teams, users,
+    agents, approvals, audit, decisions, governance, grants, keys, oauth, posture, reviews,
+    revocations, systems, teams, users,
 };
 
 /// The largest request body accepted, in bytes (1 MiB); larger bodies get 413.
@@ -142,6 +142,18 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/governance/apply",
             post(governance::apply).layer(DefaultBodyLimit::max(GOVERNANCE_BODY_LIMIT)),
+        )
+        .route("/v1/reviews", post(reviews::open).get(reviews::list))
+        .route("/v1/reviews/overdue", get(reviews::overdue))
+        .route("/v1/reviews/{id}", get(reviews::get))
+        .route("/v1/reviews/{id}/close", post(reviews::close))
+        .route(
+            "/v1/reviews/{id}/agents/{team}/{name}/{environment}",
+            get(reviews::item),
+        )
+        .route(
+            "/v1/reviews/{id}/agents/{team}/{name}/{environment}/decide",
+            post(reviews::decide),
         )
         .route("/v1/approvals", get(approvals::list))
         .route("/v1/approvals/{id}", get(approvals::get))

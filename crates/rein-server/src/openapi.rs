@@ -7,8 +7,8 @@ use utoipa::Modify;
 
 use crate::error::{Problem, PROBLEM_JSON};
 use crate::routes::{
-    agents, approvals, audit, decisions, governance, grants, keys, posture, revocations, systems,
-    teams, users,
+    agents, approvals, audit, decisions, governance, grants, keys, posture, reviews, revocations,
+    systems, teams, users,
 };
 
 /// The name of the bearer-token security scheme (also spelled out in `security(...)` below).
@@ -40,6 +40,7 @@ const PROBLEM_RESPONSE: &str = "Problem";
         posture::posture,
         governance::plan, governance::apply,
         approvals::list, approvals::get, approvals::wait, approvals::approve, approvals::deny, approvals::deliveries,
+        reviews::open, reviews::list, reviews::get, reviews::close, reviews::item, reviews::decide, reviews::overdue,
         keys::rotate,
         audit::list, audit::get, audit::why, audit::checkpoints, audit::keys,
         audit::export, audit::verify,
@@ -58,6 +59,7 @@ const PROBLEM_RESPONSE: &str = "Problem";
         (name = "posture", description = "The posture report: findings mapped to OWASP NHI, OWASP Agentic, NIST AI RMF, NIST CSF and MAESTRO controls"),
         (name = "governance", description = "Governance as code: plan and apply a set of manifests, all or nothing, never approving"),
         (name = "approvals", description = "Step-up approval requests: deciding them, waiting for them, their webhook deliveries"),
+        (name = "reviews", description = "Access reviews: reviewers re-certify each agent's grants on its cadence; overdue reviews"),
         (name = "revocations", description = "Revoking tokens, tasks, teams, environments, or every token issued before a time"),
         (name = "keys", description = "Rein's own signing keys"),
         (name = "audit", description = "The tamper-evident audit log: records, why, checkpoints, export and verification (admins and auditors only)"),

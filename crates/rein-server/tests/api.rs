@@ -17,6 +17,8 @@ mod governance;
 mod oauth;
 #[path = "api/posture.rs"]
 mod posture;
+#[path = "api/reviews.rs"]
+mod reviews;
 #[path = "api/revocations.rs"]
 mod revocations;
 
@@ -73,7 +75,23 @@ impl World {
         policies: Option<std::path::PathBuf>,
         webhooks: Vec<rein_notify::Webhook>,
     ) -> Option<Self> {
-        let srv = Server::start_full(backend, policies, webhooks).await?;
+        Self::configured(
+            backend,
+            policies,
+            webhooks,
+            rein_registry::RegistryConfig::default(),
+        )
+        .await
+    }
+
+    /// A world whose registry runs with `config`.
+    async fn configured(
+        backend: &common::Backend,
+        policies: Option<std::path::PathBuf>,
+        webhooks: Vec<rein_notify::Webhook>,
+        config: rein_registry::RegistryConfig,
+    ) -> Option<Self> {
+        let srv = Server::start_configured(backend, policies, webhooks, config).await?;
         let alice = srv.user("alice", "member").await;
         let bob = srv.user("bob", "member").await;
         let carol = srv.user("carol", "member").await;
@@ -866,7 +884,7 @@ async fn every_v1_operation_requires_a_token() {
             }
         }
     }
-    assert_eq!(checked, 56);
+    assert_eq!(checked, 63);
     assert_eq!(doc["security"], json!([{"bearer": []}]));
 }
 

@@ -30,6 +30,7 @@ use rein_core::agent::{Agent, AgentStatus};
 use rein_core::approval::{ApprovalRequest, ApprovalStatus};
 use rein_core::grant::{Grant, GrantStatus};
 use rein_core::id::{AgentId, Environment, GrantId, SystemName, TeamName, UserName};
+use rein_core::review::{CampaignStatus, ReviewCampaign, ReviewItem};
 use rein_core::revocation::Revocation;
 use rein_core::system::System;
 use rein_core::team::Team;
@@ -396,6 +397,41 @@ pub trait Store: AuditStore + Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// The JSON documents of the webhook deliveries about `subject`, oldest first.
     async fn deliveries(&self, subject: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Opens an access review: inserts the campaign and its items in one transaction
+    /// ([`StoreError::AlreadyExists`] and nothing written if any key is taken).
+    async fn insert_review(
+        &self,
+        campaign: &ReviewCampaign,
+        items: &[ReviewItem],
+    ) -> Result<(), StoreError>;
+    /// A review campaign by ID.
+    async fn review(&self, id: &str) -> Result<Option<Versioned<ReviewCampaign>>, StoreError>;
+    /// Review campaigns stored with `status` (all when `None`), oldest first.
+    async fn reviews(
+        &self,
+        status: Option<CampaignStatus>,
+    ) -> Result<Vec<ReviewCampaign>, StoreError>;
+    /// Compare-and-swap update of a review campaign.
+    async fn update_review(
+        &self,
+        campaign: &ReviewCampaign,
+        expected: Version,
+    ) -> Result<Version, StoreError>;
+    /// The item of `agent` in campaign `campaign`.
+    async fn review_item(
+        &self,
+        campaign: &str,
+        agent: &AgentId,
+    ) -> Result<Option<Versioned<ReviewItem>>, StoreError>;
+    /// Every item of campaign `campaign`, by agent.
+    async fn review_items(&self, campaign: &str) -> Result<Vec<ReviewItem>, StoreError>;
+    /// Compare-and-swap update of a review item.
+    async fn update_review_item(
+        &self,
+        item: &ReviewItem,
+        expected: Version,
+    ) -> Result<Version, StoreError>;
 
     /// Inserts a revocation.
     async fn insert_revocation(&self, revocation: &Revocation) -> Result<(), StoreError>;

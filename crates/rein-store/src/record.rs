@@ -7,6 +7,7 @@
 use rein_core::agent::Agent;
 use rein_core::approval::ApprovalRequest;
 use rein_core::grant::Grant;
+use rein_core::review::{ReviewCampaign, ReviewItem};
 use rein_core::revocation::{Revocation, RevocationTarget};
 use rein_core::system::System;
 use rein_core::team::Team;
@@ -167,6 +168,41 @@ impl Record for ApprovalRequest {
             text(&self.binding_key()),
             millis(self.expires_at),
         ]
+    }
+}
+
+impl Record for ReviewCampaign {
+    const TABLE: Table = Table {
+        kind: "review campaign",
+        name: "review_campaigns",
+        key: "id",
+        columns: &["status", "opened_ms"],
+    };
+    fn key(&self) -> &str {
+        &self.id
+    }
+    fn columns(&self) -> Vec<Value> {
+        vec![text(self.status.as_str()), millis(self.opened_at)]
+    }
+}
+
+impl Record for ReviewItem {
+    const TABLE: Table = Table {
+        kind: "review item",
+        name: "review_items",
+        key: "id",
+        columns: &["campaign", "agent_id", "state"],
+    };
+    fn key(&self) -> &str {
+        &self.id
+    }
+    fn columns(&self) -> Vec<Value> {
+        let state = if self.is_complete() {
+            "complete"
+        } else {
+            "pending"
+        };
+        vec![text(&self.campaign), text(self.agent.as_str()), text(state)]
     }
 }
 

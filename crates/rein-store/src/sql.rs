@@ -11,6 +11,7 @@ use rein_core::agent::Agent;
 use rein_core::approval::{ApprovalRequest, ApprovalStatus};
 use rein_core::grant::{Grant, GrantStatus};
 use rein_core::id::{AgentId, GrantId, SystemName, TeamName, UserName};
+use rein_core::review::{item_id, CampaignStatus, ReviewCampaign, ReviewItem};
 use rein_core::revocation::Revocation;
 use rein_core::system::System;
 use rein_core::team::Team;
@@ -471,6 +472,65 @@ where
         expected: Version,
     ) -> Result<Version, StoreError> {
         self.update(a, expected).await
+    }
+
+    pub(crate) async fn insert_review(
+        &self,
+        campaign: &ReviewCampaign,
+        items: &[ReviewItem],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await.map_err(db_error)?;
+        Self::insert_in(&mut tx, campaign).await?;
+        for item in items {
+            Self::insert_in(&mut tx, item).await?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    pub(crate) async fn review(
+        &self,
+        id: &str,
+    ) -> Result<Option<Versioned<ReviewCampaign>>, StoreError> {
+        self.get(id).await
+    }
+
+    pub(crate) async fn reviews(
+        &self,
+        status: Option<CampaignStatus>,
+    ) -> Result<Vec<ReviewCampaign>, StoreError> {
+        let filters = status
+            .map(|s| vec![("status", Value::Text(s.as_str().to_owned()))])
+            .unwrap_or_default();
+        self.list(filters).await
+    }
+
+    pub(crate) async fn update_review(
+        &self,
+        campaign: &ReviewCampaign,
+        expected: Version,
+    ) -> Result<Version, StoreError> {
+        self.update(campaign, expected).await
+    }
+
+    pub(crate) async fn review_item(
+        &self,
+        campaign: &str,
+        agent: &AgentId,
+    ) -> Result<Option<Versioned<ReviewItem>>, StoreError> {
+        self.get(&item_id(campaign, agent)).await
+    }
+
+    pub(crate) async fn review_items(&self, campaign: &str) -> Result<Vec<ReviewItem>, StoreError> {
+        self.list(vec![("campaign", Value::Text(campaign.to_owned()))])
+            .await
+    }
+
+    pub(crate) async fn update_review_item(
+        &self,
+        item: &ReviewItem,
+        expected: Version,
+    ) -> Result<Version, StoreError> {
+        self.update(item, expected).await
     }
 
     pub(crate) async fn insert_revocation(&self, r: &Revocation) -> Result<(), StoreError> {
@@ -948,6 +1008,58 @@ macro_rules! delegate_store {
             }
             async fn deliveries(&self, subject: &str) -> Result<Vec<String>, $crate::StoreError> {
                 self.sql.deliveries(subject).await
+            }
+            async fn insert_review(
+                &self,
+                campaign: &rein_core::review::ReviewCampaign,
+                items: &[rein_core::review::ReviewItem],
+            ) -> Result<(), $crate::StoreError> {
+                self.sql.insert_review(campaign, items).await
+            }
+            async fn review(
+                &self,
+                id: &str,
+            ) -> Result<
+                Option<$crate::Versioned<rein_core::review::ReviewCampaign>>,
+                $crate::StoreError,
+            > {
+                self.sql.review(id).await
+            }
+            async fn reviews(
+                &self,
+                status: Option<rein_core::review::CampaignStatus>,
+            ) -> Result<Vec<rein_core::review::ReviewCampaign>, $crate::StoreError> {
+                self.sql.reviews(status).await
+            }
+            async fn update_review(
+                &self,
+                campaign: &rein_core::review::ReviewCampaign,
+                expected: $crate::Version,
+            ) -> Result<$crate::Version, $crate::StoreError> {
+                self.sql.update_review(campaign, expected).await
+            }
+            async fn review_item(
+                &self,
+                campaign: &str,
+                agent: &rein_core::id::AgentId,
+            ) -> Result<
+                Option<$crate::Versioned<rein_core::review::ReviewItem>>,
+                $crate::StoreError,
+            > {
+                self.sql.review_item(campaign, agent).await
+            }
+            async fn review_items(
+                &self,
+                campaign: &str,
+            ) -> Result<Vec<rein_core::review::ReviewItem>, $crate::StoreError> {
+                self.sql.review_items(campaign).await
+            }
+            async fn update_review_item(
+                &self,
+                item: &rein_core::review::ReviewItem,
+                expected: $crate::Version,
+            ) -> Result<$crate::Version, $crate::StoreError> {
+                self.sql.update_review_item(item, expected).await
             }
             async fn insert_revocation(
                 &self,

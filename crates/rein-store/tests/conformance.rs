@@ -218,6 +218,7 @@ conformance!(
     webhook_deliveries_are_replaced_and_listed,
     a_batch_is_written_whole_or_not_at_all,
     registry_state_holds_every_record_with_its_version,
+    reviews_open_whole_and_change_by_compare_and_swap,
 );
 
 /// The audit log's storage and the signing keys.
@@ -1899,4 +1900,121 @@ async fn postgres_connect_failure_names_the_server_not_the_password() {
     let message = err.to_string();
     assert!(message.contains("rein_no_such_database"), "{message}");
     assert!(!message.contains("hunter2"), "{message}");
+}
+
+/// An access review over the agents `names` of team `payments` in prod, opened at `at(0)`.
+fn review(
+    id: u8,
+    names: &[&str],
+) -> (
+    rein_core::review::ReviewCampaign,
+    Vec<rein_core::review::ReviewItem>,
+) {
+    use rein_core::review::{ReviewCampaign, ReviewItem, ReviewScope};
+    let agents: Vec<Agent> = names
+        .iter()
+        .map(|n| {
+            let mut a = agent("payments", n, "prod", AgentStatus::Active);
+            a.roles.reviewers = vec![name("team:sec")];
+            a.roles.review_cadence_days = Some(30);
+            a
+        })
+        .collect();
+    let campaign = ReviewCampaign::open(
+        [id; 16],
+        ReviewScope::default(),
+        agents.iter().map(|a| a.id.clone()).collect(),
+        &name("root"),
+        at(0),
+    )
+    .unwrap();
+    let items = agents
+        .iter()
+        .map(|a| {
+            let grants = [grant(
+                u128::from(id),
+                &a.id,
+                "billing-db",
+                GrantStatus::Active,
+            )];
+            ReviewItem::open(&campaign, a, &grants, &BTreeMap::new()).unwrap()
+        })
+        .collect();
+    (campaign, items)
+}
+
+async fn reviews_open_whole_and_change_by_compare_and_swap(h: &mut Harness) {
+    use rein_core::authz::Actor;
+    use rein_core::review::{CampaignStatus, ReviewVerdict};
+    let s = &h.store;
+    let (campaign, items) = review(1, &["bot-b", "bot-a"]);
+    s.insert_review(&campaign, &items).await.unwrap();
+    // A second campaign reusing an item key is refused whole: its campaign is not written.
+    let (mut clash, _) = review(2, &["bot-c"]);
+    clash.agents = vec![items[0].agent.clone()];
+    assert!(matches!(
+        s.insert_review(&clash, &items[..1]).await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    assert!(s.review(&clash.id).await.unwrap().is_none());
+
+    let read = s.review(&campaign.id).await.unwrap().unwrap();
+    assert_eq!((read.value.clone(), read.version), (campaign.clone(), 1));
+    let listed: Vec<String> = s
+        .review_items(&campaign.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.agent.to_string())
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            agent_id("payments", "bot-a", "prod").to_string(),
+            agent_id("payments", "bot-b", "prod").to_string()
+        ]
+    );
+
+    // An item changes by compare-and-swap; a stale writer conflicts.
+    let agent = agent_id("payments", "bot-a", "prod");
+    let mut item = s.review_item(&campaign.id, &agent).await.unwrap().unwrap();
+    assert_eq!(item.version, 1);
+    let frank = Actor {
+        user: name("frank"),
+        role: rein_core::user::Role::Member,
+        teams: [name("sec")].into(),
+    };
+    let g = item.value.grants[0].grant.clone();
+    assert!(item
+        .value
+        .decide(&frank, &g, ReviewVerdict::Keep, "in use", at(5))
+        .unwrap());
+    assert_eq!(s.update_review_item(&item.value, 1).await.unwrap(), 2);
+    assert!(matches!(
+        s.update_review_item(&item.value, 1).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let again = s.review_item(&campaign.id, &agent).await.unwrap().unwrap();
+    assert!(again.value.is_complete());
+    assert!(s
+        .review_item(&campaign.id, &agent_id("payments", "bot-z", "prod"))
+        .await
+        .unwrap()
+        .is_none());
+
+    // Campaigns are listed by status.
+    let mut closed = campaign.clone();
+    closed.close(&name("root"), "done", at(6)).unwrap();
+    assert_eq!(s.update_review(&closed, 1).await.unwrap(), 2);
+    assert!(s
+        .reviews(Some(CampaignStatus::Open))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(s.reviews(None).await.unwrap(), vec![closed.clone()]);
+    h.reopen().await;
+    assert_eq!(
+        h.store.review(&campaign.id).await.unwrap().unwrap().value,
+        closed
+    );
 }

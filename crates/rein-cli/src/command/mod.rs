@@ -24,6 +24,7 @@ pub mod keys;
 pub mod plan;
 pub mod policy;
 pub mod posture;
+pub mod review;
 pub mod revoke;
 pub mod server;
 pub mod system;
@@ -99,8 +100,13 @@ impl fmt::Display for AgentRef {
 impl AgentRef {
     /// The agent's API path, `/v1/agents/{team}/{name}/{environment}`.
     fn path(&self) -> String {
+        format!("/v1/agents/{}", self.segments())
+    }
+
+    /// The agent's path segments, `{team}/{name}/{environment}`, as agent routes name it.
+    fn segments(&self) -> String {
         format!(
-            "/v1/agents/{}/{}/{}",
+            "{}/{}/{}",
             segment(self.team.as_str()),
             segment(self.name.as_str()),
             segment(self.environment.as_str())

@@ -305,9 +305,11 @@ async fn refresh_facts(pdp: Arc<Pdp>, issuer: Arc<Issuer>, every: Duration) {
 }
 
 /// Every `every`, records and persists the expiry of grants past `expires_at` and of approval
-/// requests past theirs (which also announces them to the webhooks). A grant is
-/// treated as expired at read time anyway; this puts `grant.expired` in the audit log. Failures
-/// are logged and retried at the next tick.
+/// requests past theirs (which also announces them to the webhooks), and runs the access review
+/// sweep (overdue agents are suspended when `suspend_overdue_reviews` is set; completed reviews
+/// whose enforcement was interrupted are finished). A grant is treated as expired at read time
+/// anyway; this puts `grant.expired` in the audit log. Failures are logged and retried at the
+/// next tick.
 async fn sweep_expiries(registry: Registry, every: Duration) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -325,6 +327,17 @@ async fn sweep_expiries(registry: Registry, every: Duration) {
             Ok(expired) => tracing::info!(expired = expired.len(), "recorded approval expiries"),
             Err(e) => {
                 tracing::error!(error = ?e, "approval expiry sweep failed; retrying at the next tick")
+            }
+        }
+        match registry.sweep_overdue_reviews().await {
+            Ok(overdue) => {
+                for o in overdue.iter().filter(|o| o.suspended_now) {
+                    tracing::warn!(agent = %o.agent, days_overdue = o.days_overdue, "suspended an agent whose access review is overdue");
+                }
+                tracing::debug!(overdue = overdue.len(), "access review sweep");
+            }
+            Err(e) => {
+                tracing::error!(error = ?e, "access review sweep failed; retrying at the next tick")
             }
         }
     }

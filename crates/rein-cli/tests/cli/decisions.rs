@@ -444,3 +444,72 @@ fn posture_prints_a_table_writes_sarif_and_fails_ci_on_findings() {
         "invalid-input",
     );
 }
+
+#[test]
+fn an_access_review_is_started_shown_and_decided_from_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut server, admin) = dev_server(tmp.path(), None);
+    let users =
+        std::fs::read_to_string(server.line("Example users' tokens (valid 1 day): ")).unwrap();
+    let frank = users
+        .lines()
+        .find_map(|l| l.strip_prefix("REIN_TOKEN_FRANK="))
+        .unwrap()
+        .to_owned();
+    let prod = "spiffe://rein.local/agent/payments/invoice-reconciler/prod";
+
+    // The example agents were just created: nobody is due, `--all` reviews them anyway.
+    assert_error(
+        &server.client(&admin, &["review", "start"]),
+        "invalid-field",
+    );
+    let opened = server.json(&admin, &["review", "start", "--all"]);
+    let id = opened["campaign"]["id"].as_str().unwrap().to_owned();
+    let item = opened["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["agent"] == prod)
+        .unwrap();
+    let grants: Vec<String> = item["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["grant"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(grants.len() >= 2, "{item}");
+
+    // frank (team secops, the prod agent's reviewers) sees each grant with its use.
+    let shown = assert_exit(&server.client(&frank, &["review", "show", &id]), 0);
+    for expected in [
+        "payments/invoice-reconciler/prod",
+        "GRANT",
+        "CALLS",
+        "LAST_USED",
+        "never",
+    ] {
+        assert!(shown.contains(expected), "{expected}: {shown}");
+    }
+    let agent = "payments/invoice-reconciler/prod";
+    let mut decide = vec!["review", "decide", &id, agent, "--keep", &grants[0]];
+    for g in &grants[1..] {
+        decide.extend(["--revoke", g.as_str()]);
+    }
+    decide.extend(["--comment", "quarterly review"]);
+    // Not the admin, who is no reviewer.
+    assert_error(&server.client(&admin, &decide), "forbidden");
+    let decided = assert_exit(&server.client(&frank, &decide), 0);
+    assert!(
+        decided.contains("keep (frank)") && decided.contains("revoke (frank)"),
+        "{decided}"
+    );
+    // Final, and the revoked grants are revoked.
+    assert_error(&server.client(&frank, &decide), "invalid-transition");
+    let revoked = server.json(&admin, &["grant", "show", &grants[1]]);
+    assert_eq!(revoked["status"], "revoked", "{revoked}");
+    let kept = server.json(&admin, &["grant", "show", &grants[0]]);
+    assert_ne!(kept["status"], "revoked", "{kept}");
+    let listed = assert_exit(&server.client(&admin, &["review", "list"]), 0);
+    assert!(listed.contains(&id), "{listed}");
+    assert_exit(&server.client(&admin, &["review", "overdue"]), 0);
+}

@@ -32,16 +32,16 @@ pub(crate) struct AgentQuery {
 #[into_params(parameter_in = Path)]
 pub(crate) struct AgentPath {
     /// Owner team.
-    team: String,
+    pub(crate) team: String,
     /// Agent name.
-    name: String,
+    pub(crate) name: String,
     /// Environment.
-    environment: String,
+    pub(crate) environment: String,
 }
 
 impl AgentPath {
     /// The agent's SPIFFE ID, in the configured trust domain.
-    fn agent_id(&self, state: &AppState) -> Result<AgentId, ApiError> {
+    pub(crate) fn agent_id(&self, state: &AppState) -> Result<AgentId, ApiError> {
         Ok(AgentId::new(
             &state.registry.config().trust_domain,
             parse(&self.team)?,

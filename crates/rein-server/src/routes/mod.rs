@@ -18,6 +18,7 @@ pub(crate) mod grants;
 pub(crate) mod keys;
 pub(crate) mod oauth;
 pub(crate) mod posture;
+pub(crate) mod reviews;
 pub(crate) mod revocations;
 pub(crate) mod systems;
 pub(crate) mod teams;

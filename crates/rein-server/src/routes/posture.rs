@@ -32,7 +32,10 @@ pub(crate) async fn posture(
     State(state): State<AppState>,
     Query(q): Query<PostureQuery>,
 ) -> Result<Response, ApiError> {
-    let mut config = PostureConfig::default();
+    let mut config = PostureConfig {
+        review_grace_days: state.registry.config().review_grace_days,
+        ..PostureConfig::default()
+    };
     if let Some(days) = q.unused_grant_days {
         config.unused_grant_days = days;
     }

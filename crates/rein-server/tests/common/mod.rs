@@ -286,6 +286,13 @@ delegate! {
         fn update_approval(&self, a: &rein_core::approval::ApprovalRequest, expected: Version) -> Version;
         fn record_delivery(&self, id: &str, subject: &str, doc: &str, at: DateTime<Utc>) -> ();
         fn deliveries(&self, subject: &str) -> Vec<String>;
+        fn insert_review(&self, campaign: &rein_core::review::ReviewCampaign, items: &[rein_core::review::ReviewItem]) -> ();
+        fn review(&self, id: &str) -> Option<Versioned<rein_core::review::ReviewCampaign>>;
+        fn reviews(&self, status: Option<rein_core::review::CampaignStatus>) -> Vec<rein_core::review::ReviewCampaign>;
+        fn update_review(&self, campaign: &rein_core::review::ReviewCampaign, expected: Version) -> Version;
+        fn review_item(&self, campaign: &str, agent: &AgentId) -> Option<Versioned<rein_core::review::ReviewItem>>;
+        fn review_items(&self, campaign: &str) -> Vec<rein_core::review::ReviewItem>;
+        fn update_review_item(&self, item: &rein_core::review::ReviewItem, expected: Version) -> Version;
         fn insert_revocation(&self, r: &Revocation) -> ();
         fn revocation(&self, id: &str) -> Option<Versioned<Revocation>>;
         fn revocations(&self) -> Vec<Revocation>;
@@ -403,6 +410,16 @@ impl Server {
         policies: Option<std::path::PathBuf>,
         webhooks: Vec<rein_notify::Webhook>,
     ) -> Option<Self> {
+        Self::start_configured(backend, policies, webhooks, RegistryConfig::default()).await
+    }
+
+    /// [`Server::start_full`] with the registry settings `config`.
+    pub async fn start_configured(
+        backend: &Backend,
+        policies: Option<std::path::PathBuf>,
+        webhooks: Vec<rein_notify::Webhook>,
+        config: RegistryConfig,
+    ) -> Option<Self> {
         logs();
         let (inner, data) = open_store(backend).await?;
         let store = Arc::new(FlakyStore {
@@ -422,12 +439,7 @@ impl Server {
             .await
             .unwrap();
         let clock = Arc::new(TestClock::default());
-        let registry = Registry::new(
-            store.clone(),
-            RegistryConfig::default(),
-            clock.clone(),
-            audit,
-        );
+        let registry = Registry::new(store.clone(), config, clock.clone(), audit);
         let admin = registry
             .bootstrap_admin(&"admin".parse().unwrap())
             .await
