@@ -46,7 +46,42 @@ pub struct FileConfig {
     #[serde(default)]
     audit: AuditFileConfig,
     #[serde(default)]
+    gateway: GatewayFileConfig,
+    #[serde(default)]
     webhooks: Vec<WebhookFileConfig>,
+}
+
+/// The `[gateway]` table of `rein.toml`: the MCP gateway at `/mcp/{system}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayFileConfig {
+    allowed_origins: Option<Vec<String>>,
+    allowed_hosts: Option<Vec<String>>,
+    max_sessions: Option<usize>,
+    idle_timeout_seconds: Option<u64>,
+}
+
+impl GatewayFileConfig {
+    fn settings(self) -> anyhow::Result<rein_gateway::GatewayConfig> {
+        let d = rein_gateway::GatewayConfig::default();
+        let idle = self
+            .idle_timeout_seconds
+            .map_or(d.idle_timeout, Duration::from_secs);
+        if self.max_sessions == Some(0) || idle.is_zero() {
+            return Err(Local::new(
+                "invalid-config",
+                "`gateway.max_sessions` and `gateway.idle_timeout_seconds` must be positive",
+            )
+            .into());
+        }
+        Ok(rein_gateway::GatewayConfig {
+            allowed_origins: self.allowed_origins.unwrap_or(d.allowed_origins),
+            allowed_hosts: self.allowed_hosts.unwrap_or(d.allowed_hosts),
+            max_sessions: self.max_sessions.unwrap_or(d.max_sessions),
+            idle_timeout: idle,
+            upstream_timeout: d.upstream_timeout,
+        })
+    }
 }
 
 /// One `[[webhooks]]` table of `rein.toml`: where approval requests, decisions and expiries
@@ -234,6 +269,8 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// Where approval requests are announced.
     pub webhooks: Vec<rein_notify::Webhook>,
+    /// The MCP gateway.
+    pub gateway: rein_gateway::GatewayConfig,
 }
 
 /// Checkpoint every 10 000 records or 60 s; sweep expiries every 30 s.
@@ -378,6 +415,7 @@ impl Settings {
             policies_dir_is_default,
             facts_refresh: Duration::from_secs(refresh),
             public_url: check_public_url(overrides.public_url.or(file.public_url))?,
+            gateway: file.gateway.settings()?,
             webhooks: file
                 .webhooks
                 .into_iter()
@@ -453,6 +491,15 @@ pub fn template(database_url: Option<&str>) -> String {
 # periodic sweep then suspends the agent, with Rein as the actor and the reason recorded.
 # review_grace_days = 14
 # suspend_overdue_reviews = false
+
+# The MCP gateway at /mcp/{system}: Origin values of browser-based clients it accepts (its own
+# origin always is), Host names it answers besides its own (e.g. a load balancer's), most
+# sessions at once (each runs its own upstream), and how long an unused session lives.
+# [gateway]
+# allowed_origins = ["https://agents.example.com"]
+# allowed_hosts = ["rein.internal:8470"]
+# max_sessions = 1024
+# idle_timeout_seconds = 1800
 
 # Database (REIN_DATABASE_URL, --database-url): `postgres://…` for PostgreSQL; by default the
 # SQLite file rein.db in this directory.

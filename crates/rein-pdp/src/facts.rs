@@ -193,6 +193,12 @@ impl FactsCache {
         })
     }
 
+    /// The system `name`, if known.
+    pub fn system(&self, name: &SystemName) -> Option<Arc<System>> {
+        let inner = self.inner.read().ok()?;
+        inner.systems.get(name).map(|(_, s)| Arc::clone(s))
+    }
+
     /// How many agents, systems and live grants are held.
     pub fn counts(&self) -> (usize, usize, usize) {
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);

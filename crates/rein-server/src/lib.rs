@@ -64,6 +64,7 @@ pub struct AppState {
     pdp: Arc<Pdp>,
     issuer: Arc<Issuer>,
     metrics: Arc<Metrics>,
+    gateway: Option<Arc<rein_gateway::Gateway>>,
 }
 
 impl AppState {
@@ -76,7 +77,15 @@ impl AppState {
             pdp,
             issuer,
             metrics: Arc::new(Metrics::new()),
+            gateway: None,
         }
+    }
+
+    /// This state, also serving the MCP gateway at `/mcp/{system}`.
+    #[must_use]
+    pub fn with_gateway(mut self, gateway: Arc<rein_gateway::Gateway>) -> Self {
+        self.gateway = Some(gateway);
+        self
     }
 }
 
@@ -197,7 +206,8 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
 
-    v1.route("/oauth2/token", post(oauth::token))
+    let app = v1
+        .route("/oauth2/token", post(oauth::token))
         .route("/oauth2/introspect", post(oauth::introspect))
         .route("/oauth2/revoke", post(oauth::revoke))
         .route("/.well-known/jwks.json", get(oauth::jwks))
@@ -210,8 +220,12 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::expose))
         .method_not_allowed_fallback(routes::method_not_allowed)
         .fallback(routes::route_not_found)
-        .layer(layers)
-        .with_state(state)
+        .with_state(state.clone());
+    let app = match &state.gateway {
+        Some(gateway) => app.merge(rein_gateway::router(Arc::clone(gateway))),
+        None => app,
+    };
+    app.layer(layers)
 }
 
 /// The span of one request: method, matched route, path and request ID. Never headers or the

@@ -11,6 +11,8 @@ mod audit;
 mod common;
 #[path = "api/decisions.rs"]
 mod decisions;
+#[path = "api/gateway.rs"]
+mod gateway;
 #[path = "api/governance.rs"]
 mod governance;
 #[path = "api/oauth.rs"]

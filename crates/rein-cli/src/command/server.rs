@@ -259,10 +259,18 @@ async fn serve(
         Arc::clone(&issuer),
         settings.facts_refresh,
     ));
-    let state = rein_server::AppState::new(pdp, issuer);
+    let gateway = rein_gateway::Gateway::new(
+        Arc::clone(&pdp),
+        Arc::clone(&issuer),
+        Arc::new(rein_gateway::NoSecrets),
+        settings.gateway.clone(),
+    );
+    let follow = gateway.follow_revocations();
+    let state = rein_server::AppState::new(pdp, issuer).with_gateway(gateway);
     let served = rein_server::serve(listener, state, shutdown_signal()).await;
     sweeper.abort();
     refresher.abort();
+    follow.abort();
     upkeep.stop().await;
     served.context("serving HTTP")?;
     tracing::info!("rein server stopped");

@@ -377,6 +377,18 @@ pub struct Server {
     _upkeep: rein_pdp::Upkeep,
     /// The master key's bytes, for a second replica over the same store.
     pub master_bytes: [u8; 32],
+    /// The MCP gateway it serves at `/mcp/{system}`.
+    pub gateway: Arc<rein_gateway::Gateway>,
+    _follow: AbortOnDrop,
+}
+
+/// Stops a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Drop for Server {
@@ -465,10 +477,18 @@ impl Server {
         let issuer = rein_pdp::Issuer::open(&registry, master, &format!("http://{addr}"))
             .await
             .unwrap();
+        let issuer = Arc::new(issuer);
+        let gateway = rein_gateway::Gateway::new(
+            Arc::clone(&pdp),
+            Arc::clone(&issuer),
+            Arc::new(rein_gateway::NoSecrets),
+            rein_gateway::GatewayConfig::default(),
+        );
+        let follow = gateway.follow_revocations();
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(rein_server::serve(
             listener,
-            AppState::new(pdp, Arc::new(issuer)),
+            AppState::new(pdp, issuer).with_gateway(Arc::clone(&gateway)),
             async move {
                 let _ = rx.await;
             },
@@ -487,6 +507,8 @@ impl Server {
             _watch: watch,
             _upkeep: upkeep,
             master_bytes,
+            gateway,
+            _follow: AbortOnDrop(follow),
         })
     }
 

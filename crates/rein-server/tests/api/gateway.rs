@@ -1,0 +1,417 @@
+//! The MCP gateway end to end with real parts: the official MCP Python SDK as the agent's
+//! client (`tests/mcp/agent.py`), `mcp-server-time` from PyPI as a stdio upstream, and an
+//! SDK-built server (`tests/mcp/upstream.py`) over Streamable HTTP. Listing, allow, deny, a
+//! step-up approved while the call waits, and a revocation cutting a live call.
+//!
+//! Needs Python 3 with the packages in `tests/mcp/requirements.txt` (`.ci/run` installs them);
+//! `REIN_TEST_PYTHON` names another interpreter.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt as _, BufReader, Lines};
+use tokio::process::{Child, ChildStdout};
+
+use super::oauth::{claims, form_for_task, token_request, AgentKey};
+use super::*;
+
+/// Longest a test waits for the agent's next event before failing (a bound, not a sync).
+const EVENT_TIMEOUT: Duration = Duration::from_secs(90);
+
+fn python() -> String {
+    std::env::var("REIN_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
+fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/mcp")
+        .join(name)
+}
+
+/// Fails with instructions when the MCP SDK is not installed (it is part of the test setup).
+fn require_sdk() {
+    let ok = std::process::Command::new(python())
+        .args(["-c", "import mcp, mcp_server_time"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "the MCP gateway tests need Python with `pip install -r crates/rein-server/tests/mcp/requirements.txt`"
+    );
+}
+
+/// A running process printing JSON lines.
+struct Proc {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Proc {
+    fn spawn(args: &[&str]) -> Self {
+        let mut child = tokio::process::Command::new(python())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Self { child, lines }
+    }
+
+    async fn line(&mut self) -> String {
+        tokio::time::timeout(EVENT_TIMEOUT, self.lines.next_line())
+            .await
+            .expect("the process printed nothing in time")
+            .unwrap()
+            .expect("the process ended")
+    }
+
+    /// The agent's next event.
+    async fn event(&mut self) -> Value {
+        serde_json::from_str(&self.line().await).unwrap()
+    }
+
+    /// The next event that is not progress.
+    async fn result(&mut self) -> Value {
+        loop {
+            let e = self.event().await;
+            if e["op"] != "progress" {
+                return e;
+            }
+        }
+    }
+}
+
+/// The agent (Python SDK client) running `steps` against `system` with `token`.
+async fn agent(srv: &Server, system: &str, token: &str, steps: Value) -> Proc {
+    let url = format!("{}/mcp/{system}", srv.base);
+    let agent = script("agent.py");
+    let mut p = Proc::spawn(&[agent.to_str().unwrap(), &url, token, &steps.to_string()]);
+    let init = p.event().await;
+    assert_eq!(init["op"], "initialized", "{init}");
+    let protocol = init["protocol"].as_str().unwrap();
+    assert!(
+        rein_gateway::PROTOCOL_VERSIONS.contains(&protocol),
+        "{protocol}"
+    );
+    p
+}
+
+const GUARDRAILS: &str = r#"
+@id("echo-needs-approval")
+@step_up
+@reason("echoing in production at risk 50 or more needs a human approval")
+forbid (principal, action == Action::"call", resource)
+when { resource.name == "echo" && context has risk && context.risk >= 50 };
+
+@id("no-admin-tools")
+@reason("admin tools are not for agents")
+forbid (principal, action == Action::"call", resource)
+when { resource.class == "admin" };
+"#;
+
+/// Registers `name` as an MCP system with `actions` (name → class) reached through `mcp`.
+async fn mcp_system(srv: &Server, name: &str, actions: &[(&str, &str)], mcp: Value) {
+    let actions: serde_json::Map<String, Value> = actions
+        .iter()
+        .map(|(a, c)| ((*a).to_owned(), json!({"class": c})))
+        .collect();
+    srv.post(
+        &srv.admin,
+        "/v1/systems",
+        json!({"name": name, "environment": "prod", "owner_team": "payments",
+               "approvers": ["team:dba"], "actions": actions, "mcp": mcp}),
+    )
+    .await
+    .ok(201);
+}
+
+/// An active grant of `actions` on `system` for the prod agent.
+async fn grant(w: &World, system: &str, actions: &[&str]) {
+    let id = request_grant(&w.srv, &w.alice, PROD_AGENT, system, actions).await;
+    let g = w.srv.post(&w.bob, &approve(&id), json!({})).await.ok(200);
+    if g["status"] != "active" {
+        w.srv.post(&w.carol, &approve(&id), json!({})).await.ok(200);
+    }
+}
+
+/// An access token of the prod agent for `system`, `scope`, task `task`.
+async fn token(w: &World, key: &AgentKey, system: &str, scope: &str, task: &str) -> String {
+    let assertion = key.sign(&claims(&w.srv, PROD_AGENT));
+    let r = token_request(&w.srv, &form_for_task(&assertion, system, scope, task)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// The gateway.call records of a task, oldest first.
+async fn calls(w: &World, task: &str) -> Vec<Value> {
+    let page = w
+        .srv
+        .get(&w.erin, &format!("/v1/audit?type=gateway.call&task={task}"))
+        .await
+        .ok(200);
+    page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["event"].clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn agents_reach_mcp_servers_only_through_decisions() {
+    require_sdk();
+    let policies = tempfile::tempdir().unwrap();
+    std::fs::write(policies.path().join("gateway.cedar"), GUARDRAILS).unwrap();
+    for backend in backends() {
+        let Some(w) = World::with_policies(&backend, Some(policies.path().to_path_buf())).await
+        else {
+            continue;
+        };
+        let srv = &w.srv;
+        let upstream_script = script("upstream.py");
+        let mut http_upstream = Proc::spawn(&[upstream_script.to_str().unwrap(), "http"]);
+        let port = http_upstream.line().await;
+        let port = port.strip_prefix("PORT=").unwrap().to_owned();
+
+        mcp_system(
+            srv,
+            "clock",
+            &[("get_current_time", "read"), ("convert_time", "read")],
+            json!({"transport": "stdio", "command": python(),
+                   "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"]}),
+        )
+        .await;
+        mcp_system(
+            srv,
+            "tools",
+            &[
+                ("echo", "write"),
+                ("slow", "read"),
+                ("digest", "read"),
+                ("drop_table", "admin"),
+                ("resources/read", "read"),
+                ("prompts/get", "read"),
+            ],
+            json!({"transport": "streamable_http", "url": format!("http://127.0.0.1:{port}/mcp")}),
+        )
+        .await;
+        grant(&w, "clock", &["get_current_time"]).await;
+        grant(
+            &w,
+            "tools",
+            &["echo", "slow", "drop_table", "resources/read"],
+        )
+        .await;
+        let key = AgentKey::register(srv, &w.alice, PROD_AGENT_PATH).await;
+
+        // Without a token: 401 naming the protected-resource metadata, which names Rein.
+        let r = srv
+            .client
+            .post(format!("{}/mcp/tools", srv.base))
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        let metadata_url = format!(
+            "{}/.well-known/oauth-protected-resource/mcp/tools",
+            srv.base
+        );
+        assert!(challenge.contains(&metadata_url), "{challenge}");
+        let metadata = read(
+            srv,
+            &w.erin,
+            "/.well-known/oauth-protected-resource/mcp/tools",
+        )
+        .await;
+        assert_eq!(metadata["resource"], format!("{}/mcp/tools", srv.base));
+        assert_eq!(metadata["authorization_servers"], json!([srv.base]));
+        // A token for another system is not accepted here.
+        let clock_token = token(&w, &key, "clock", "get_current_time", "task-clock").await;
+        let r = srv
+            .client
+            .post(format!("{}/mcp/tools", srv.base))
+            .bearer_auth(&clock_token)
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        // DNS rebinding: a foreign Host or Origin is refused.
+        for (name, value) in [
+            ("host", "evil.example:80"),
+            ("origin", "http://evil.example"),
+        ] {
+            let r = srv
+                .client
+                .post(format!("{}/mcp/clock", srv.base))
+                .bearer_auth(&clock_token)
+                .header(name, value)
+                .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 403, "{name}");
+        }
+
+        // stdio upstream (mcp-server-time): only the granted tool is listed and callable.
+        let mut a = agent(
+            srv,
+            "clock",
+            &clock_token,
+            json!([
+                {"op": "list_tools"},
+                {"op": "call", "name": "get_current_time", "arguments": {"timezone": "UTC"}},
+                {"op": "call", "name": "convert_time", "arguments":
+                    {"source_timezone": "UTC", "time": "12:00", "target_timezone": "Europe/Paris"}},
+            ]),
+        )
+        .await;
+        assert_eq!(a.result().await["tools"], json!(["get_current_time"]));
+        let ok = a.result().await;
+        assert_eq!(ok["is_error"], false, "{ok}");
+        assert!(ok["text"][0].as_str().unwrap().contains("UTC"), "{ok}");
+        let refused = a.result().await;
+        assert_eq!(refused["error"]["code"], -32001, "{refused}");
+        assert!(refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("scope"));
+        assert_eq!(a.result().await["op"], "done");
+
+        // Streamable HTTP upstream: list filtering, allow, a guardrail's deny, resources.
+        let scope = "echo slow drop_table resources/read";
+        let tools_token = token(&w, &key, "tools", scope, "task-7").await;
+        let mut a = agent(
+            srv,
+            "tools",
+            &tools_token,
+            json!([
+                {"op": "list_tools"},
+                {"op": "call", "name": "echo", "arguments": {"text": "hello"},
+                 "meta": {"rein/risk": 10, "rein/confidence": 0.95}},
+                {"op": "call", "name": "drop_table", "arguments": {"table": "invoices"}},
+                {"op": "list_resources"},
+                {"op": "read_resource", "uri": "note://readme"},
+                {"op": "call", "name": "digest", "arguments": {}},
+                {"op": "call", "name": "echo", "arguments": {"text": "risky"},
+                 "meta": {"rein/risk": 90}, "progress": true},
+            ]),
+        )
+        .await;
+        assert_eq!(
+            a.result().await["tools"],
+            json!(["drop_table", "echo", "slow"])
+        );
+        let echoed = a.result().await;
+        assert_eq!(echoed["text"], json!(["hello"]), "{echoed}");
+        let denied = a.result().await;
+        assert_eq!(denied["error"]["code"], -32001, "{denied}");
+        assert_eq!(denied["error"]["data"]["decision"], "deny");
+        assert_eq!(
+            denied["error"]["data"]["determined_by"],
+            json!(["no-admin-tools"])
+        );
+        assert_eq!(a.result().await["uris"], json!(["note://readme"]));
+        assert_eq!(a.result().await["text"], json!(["read me"]));
+        let hidden = a.result().await;
+        assert_eq!(hidden["error"]["code"], -32001, "{hidden}");
+
+        // Step-up: the call waits, telling the agent which approval it waits for; an
+        // approver approves; the call goes through once.
+        let progress = a.event().await;
+        assert_eq!(progress["op"], "progress", "{progress}");
+        let message = progress["message"].as_str().unwrap();
+        let approval = message
+            .split_whitespace()
+            .find(|w| w.starts_with("apr_"))
+            .unwrap()
+            .to_owned();
+        srv.post(
+            &w.bob,
+            &format!("/v1/approvals/{approval}/approve"),
+            json!({"comment": "fine"}),
+        )
+        .await
+        .ok(200);
+        let stepped = a.result().await;
+        assert_eq!(stepped["text"], json!(["risky"]), "{stepped}");
+        assert_eq!(a.result().await["op"], "done");
+
+        // Every call is recorded: agent, task, tool, decision, approvers, outcome, latency.
+        let records = calls(&w, "task-7").await;
+        let summary: Vec<(String, String, String)> = records
+            .iter()
+            .map(|e| {
+                (
+                    e["action"].as_str().unwrap().to_owned(),
+                    e["decision"].as_str().unwrap_or("").to_owned(),
+                    e["outcome"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let s = |a: &str, d: &str, o: &str| (a.to_owned(), d.to_owned(), o.to_owned());
+        assert_eq!(
+            summary,
+            [
+                s("echo", "allow", "success"),
+                s("drop_table", "deny", "refused"),
+                s("resources/read", "allow", "success"),
+                s("digest", "", "refused"),
+                s("echo", "allow", "success"),
+            ]
+        );
+        let last = records.last().unwrap();
+        assert_eq!(last["approvers"], json!(["bob"]), "{last}");
+        assert_eq!(last["agent"], PROD_AGENT);
+        assert!(last["argument_digest"].as_str().is_some());
+        assert!(last["latency_us"].as_u64().is_some());
+
+        // Revocation reaches a live session: a call in flight fails, the session is gone.
+        let mut a = agent(
+            srv,
+            "tools",
+            &tools_token,
+            json!([
+                {"op": "call", "name": "slow", "arguments": {"seconds": 60}, "progress": true},
+                {"op": "list_tools"},
+            ]),
+        )
+        .await;
+        let first = a.event().await;
+        assert_eq!(first["op"], "progress", "the upstream is working: {first}");
+        let revoked_at = Instant::now();
+        srv.post(
+            &srv.admin,
+            "/v1/revocations",
+            json!({"target": {"kind": "task", "agent": PROD_AGENT, "task_id": "task-7"},
+                   "reason": "incident 9"}),
+        )
+        .await
+        .ok(201);
+        let cut = a.result().await;
+        let elapsed = revoked_at.elapsed();
+        assert_eq!(cut["error"]["code"], -32002, "{cut}");
+        assert!(
+            cut["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("access revoked"),
+            "{cut}"
+        );
+        eprintln!("revocation to failed call, seen by the client: {elapsed:?}");
+        let after = a.result().await;
+        assert!(after.get("error").is_some(), "{after}");
+        assert_eq!(srv.gateway.session_count(), 0);
+        let records = calls(&w, "task-7").await;
+        assert_eq!(records.last().unwrap()["outcome"], "revoked");
+
+        let _ = http_upstream.child.kill().await;
+        w.srv.cleanup().await;
+    }
+}
