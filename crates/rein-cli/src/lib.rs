@@ -99,6 +99,9 @@ enum Command {
     Audit(command::audit::Command),
     /// Ask for a decision on one call (exit 3 unless it is `allow`).
     Authorize(command::authorize::Args),
+    /// A task's chain of actions across systems, in order: tokens, decisions, approvals and
+    /// gateway calls with their outcomes and latency (admins and auditors).
+    Trace(command::trace::Args),
     /// Check, test and explain guardrail policies offline; show or reload the server's set.
     Policy(command::policy::Args),
     /// Validate a governance repository offline, without a server (for CI).
@@ -176,6 +179,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Revoke(cmd) => command::revoke::run(&client()?, cmd).await,
         Command::Keys(cmd) => command::keys::run(&client()?, cmd).await,
         Command::Posture(args) => command::posture::run(&client()?, args).await,
+        Command::Trace(args) => command::trace::run(&client()?, args).await,
         Command::Review(cmd) => command::review::run(&client()?, cmd).await,
         Command::Policy(args) => command::policy::run(args, cli.client.output(), client).await,
     };

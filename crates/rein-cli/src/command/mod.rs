@@ -30,6 +30,7 @@ pub mod server;
 pub mod system;
 pub mod team;
 pub mod token;
+pub mod trace;
 pub mod user;
 pub mod webhook;
 pub mod whoami;

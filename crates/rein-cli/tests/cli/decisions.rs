@@ -394,6 +394,42 @@ fn a_step_up_is_approved_from_the_cli_and_unlocks_the_call_once() {
         &server.client(&dave, &["approvals", "deny", &id, "--comment", "late"]),
         "invalid-transition",
     );
+
+    // `rein trace` shows the task's chain in order: the approval asked with the step-up,
+    // given, used by the allowed call; the second use asks again.
+    let trace = server.json(&admin, &["trace", "t-2"]);
+    let chain: Vec<String> = trace
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let e = &r["event"];
+            match e["decision"].as_str() {
+                Some(d) => format!("{}:{d}", e["type"].as_str().unwrap()),
+                None => e["type"].as_str().unwrap().to_owned(),
+            }
+        })
+        .collect();
+    assert_eq!(
+        chain,
+        [
+            "approval.requested",
+            "decision:step_up",
+            "approval.granted",
+            "approval.used",
+            "decision:allow",
+            "approval.requested",
+            "decision:step_up"
+        ]
+    );
+    let text = assert_exit(&server.client(&admin, &["trace", "t-2"]), 0);
+    assert!(
+        text.contains("tickets") && text.contains("add_comment"),
+        "{text}"
+    );
+    assert!(text.contains("step_up") && text.contains("dave"), "{text}");
+    let none = assert_exit(&server.client(&admin, &["trace", "no-such-task"]), 0);
+    assert!(none.contains("No records"), "{none}");
     // A denied request makes `wait` exit 3.
     let id = approval_of(&assert_exit(&authorize(&server, &admin, &call), 3));
     assert_exit(
