@@ -191,6 +191,7 @@ async fn agents_reach_mcp_servers_only_through_decisions() {
             &[
                 ("echo", "write"),
                 ("slow", "read"),
+                ("ask", "read"),
                 ("digest", "read"),
                 ("drop_table", "admin"),
                 ("resources/read", "read"),
@@ -203,7 +204,7 @@ async fn agents_reach_mcp_servers_only_through_decisions() {
         grant(
             &w,
             "tools",
-            &["echo", "slow", "drop_table", "resources/read"],
+            &["echo", "slow", "ask", "drop_table", "resources/read"],
         )
         .await;
         let key = AgentKey::register(srv, &w.alice, PROD_AGENT_PATH).await;
@@ -285,7 +286,7 @@ async fn agents_reach_mcp_servers_only_through_decisions() {
         assert_eq!(a.result().await["op"], "done");
 
         // Streamable HTTP upstream: list filtering, allow, a guardrail's deny, resources.
-        let scope = "echo slow drop_table resources/read";
+        let scope = "echo slow ask drop_table resources/read";
         let tools_token = token(&w, &key, "tools", scope, "task-7").await;
         let mut a = agent(
             srv,
@@ -298,6 +299,7 @@ async fn agents_reach_mcp_servers_only_through_decisions() {
                 {"op": "call", "name": "drop_table", "arguments": {"table": "invoices"}},
                 {"op": "list_resources"},
                 {"op": "read_resource", "uri": "note://readme"},
+                {"op": "call", "name": "ask", "arguments": {"question": "why"}},
                 {"op": "call", "name": "digest", "arguments": {}},
                 {"op": "call", "name": "echo", "arguments": {"text": "risky"},
                  "meta": {"rein/risk": 90}, "progress": true},
@@ -306,7 +308,7 @@ async fn agents_reach_mcp_servers_only_through_decisions() {
         .await;
         assert_eq!(
             a.result().await["tools"],
-            json!(["drop_table", "echo", "slow"])
+            json!(["ask", "drop_table", "echo", "slow"])
         );
         let echoed = a.result().await;
         assert_eq!(echoed["text"], json!(["hello"]), "{echoed}");
@@ -319,6 +321,12 @@ async fn agents_reach_mcp_servers_only_through_decisions() {
         );
         assert_eq!(a.result().await["uris"], json!(["note://readme"]));
         assert_eq!(a.result().await["text"], json!(["read me"]));
+        // The upstream's own request (sampling) reaches the client and its answer comes back.
+        assert_eq!(
+            a.result().await,
+            json!({"op": "sampling", "question": "why"})
+        );
+        assert_eq!(a.result().await["text"], json!(["the model said: WHY"]));
         let hidden = a.result().await;
         assert_eq!(hidden["error"]["code"], -32001, "{hidden}");
 
@@ -362,6 +370,7 @@ async fn agents_reach_mcp_servers_only_through_decisions() {
                 s("echo", "allow", "success"),
                 s("drop_table", "deny", "refused"),
                 s("resources/read", "allow", "success"),
+                s("ask", "allow", "success"),
                 s("digest", "", "refused"),
                 s("echo", "allow", "success"),
             ]

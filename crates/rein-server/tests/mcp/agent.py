@@ -8,6 +8,7 @@ steps and prints one JSON line per event, so the Rust test can follow (and act) 
     {"op": "initialized", "protocol": "..."}
     {"op": "list_tools", "tools": [...]}
     {"op": "progress", "message": "...", "progress": n}
+    {"op": "sampling", "question": "..."}  (the upstream asked the client's model)
     {"op": "call", "is_error": false, "text": [...]}  or  {"op": "call", "error": {...}}
     {"op": "read_resource", "text": [...]} / {"op": "list_resources", "uris": [...]}
     {"op": "get_prompt", "text": [...]} / {"op": "error", "where": "...", "message": "..."}
@@ -19,7 +20,7 @@ import json
 import sys
 
 import httpx2
-from mcp import ClientSession, MCPError
+from mcp import ClientSession, MCPError, types
 from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
 
 
@@ -82,6 +83,17 @@ async def step(session: ClientSession, s: dict) -> None:
         emit({"op": op, "error": error_of(e)})
 
 
+async def sampling(context, params) -> types.CreateMessageResult:
+    """The client's "model": answers every sampling request in upper case."""
+    question = params.messages[-1].content.text
+    emit({"op": "sampling", "question": question})
+    return types.CreateMessageResult(
+        role="assistant",
+        content=types.TextContent(type="text", text=question.upper()),
+        model="test-model",
+    )
+
+
 async def main() -> None:
     url, token, steps = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     client = create_mcp_http_client(
@@ -91,7 +103,7 @@ async def main() -> None:
     try:
         async with client:
             async with streamable_http_client(url, http_client=client) as (read, write):
-                async with ClientSession(read, write) as session:
+                async with ClientSession(read, write, sampling_callback=sampling) as session:
                     init = await session.initialize()
                     emit({"op": "initialized", "protocol": init.protocol_version})
                     for s in steps:

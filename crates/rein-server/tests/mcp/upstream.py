@@ -5,7 +5,8 @@
 
 Tools: `echo` (returns its text), `digest` (SHA-256 of an environment variable or, over HTTP,
 of the Authorization header, so a test can check a secret arrived without it being shown),
-`slow` (reports progress every 50 ms for `seconds`), `drop_table` (a tool the system declares as
+`slow` (reports progress every 50 ms for `seconds`), `ask` (asks the client's model through
+a sampling request and returns the answer), `drop_table` (a tool the system declares as
 admin, for deny tests). A resource `note://readme` and a prompt `review`.
 """
 
@@ -44,6 +45,19 @@ async def slow(ctx: Context, seconds: float = 30.0) -> str:
         await ctx.report_progress(i + 1, steps, "working")
         await asyncio.sleep(0.05)
     return "done"
+
+
+@server.tool()
+async def ask(ctx: Context, question: str) -> str:
+    """Asks the client's model (sampling) and returns its answer."""
+    from mcp.types import SamplingMessage, TextContent
+
+    result = await ctx.session.create_message(
+        [SamplingMessage(role="user", content=TextContent(type="text", text=question))],
+        max_tokens=50,
+        related_request_id=ctx.request_id,
+    )
+    return f"the model said: {result.content.text}"
 
 
 @server.tool()
