@@ -424,3 +424,174 @@ async fn agents_reach_mcp_servers_only_through_decisions() {
         w.srv.cleanup().await;
     }
 }
+
+/// The `id:` and JSON `data:` of the next SSE event in `body`, reading more as needed.
+async fn next_event(
+    body: &mut (impl futures_util::Stream<Item = reqwest::Result<axum::body::Bytes>> + Unpin),
+    buffer: &mut String,
+) -> Option<(String, Value)> {
+    use futures_util::StreamExt as _;
+    loop {
+        if let Some(end) = buffer.find("\n\n") {
+            let event: String = buffer.drain(..end + 2).collect();
+            let id = event
+                .lines()
+                .find_map(|l| l.strip_prefix("id:"))
+                .map(|s| s.trim().to_owned());
+            let data: Vec<&str> = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(str::trim)
+                .collect();
+            if let (Some(id), false) = (id, data.is_empty()) {
+                return Some((id, serde_json::from_str(&data.join("\n")).unwrap()));
+            }
+            continue;
+        }
+        let chunk = tokio::time::timeout(EVENT_TIMEOUT, body.next())
+            .await
+            .ok()??;
+        buffer.push_str(std::str::from_utf8(&chunk.ok()?).unwrap());
+    }
+}
+
+#[tokio::test]
+async fn a_lost_stream_resumes_after_its_last_event_and_sessions_end_on_delete() {
+    require_sdk();
+    let backend = common::Backend::Sqlite;
+    let w = World::new(&backend).await.unwrap();
+    let srv = &w.srv;
+    let upstream_script = script("upstream.py");
+    let mut http_upstream = Proc::spawn(&[upstream_script.to_str().unwrap(), "http"]);
+    let port = http_upstream.line().await;
+    let port = port.strip_prefix("PORT=").unwrap().to_owned();
+    mcp_system(
+        srv,
+        "tools",
+        &[("slow", "read")],
+        json!({"transport": "streamable_http", "url": format!("http://127.0.0.1:{port}/mcp")}),
+    )
+    .await;
+    grant(&w, "tools", &["slow"]).await;
+    let key = AgentKey::register(srv, &w.alice, PROD_AGENT_PATH).await;
+    let token = token(&w, &key, "tools", "slow", "task-r").await;
+    let url = format!("{}/mcp/tools", srv.base);
+    let post = |body: Value, session: Option<&str>| {
+        let mut r = srv
+            .client
+            .post(&url)
+            .bearer_auth(&token)
+            .header("accept", "application/json, text/event-stream")
+            .json(&body);
+        if let Some(s) = session {
+            r = r.header("mcp-session-id", s);
+        }
+        r.send()
+    };
+    let init = post(
+        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "1"}}}),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(init.status(), 200);
+    let session = init.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let result: Value = init.json().await.unwrap();
+    assert_eq!(result["result"]["protocolVersion"], "2025-06-18");
+    let done = post(
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        Some(&session),
+    )
+    .await
+    .unwrap();
+    assert_eq!(done.status(), 202);
+
+    // A call's stream is read for one event, then the connection is lost.
+    let call = post(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+            "name": "slow", "arguments": {"seconds": 0.5}, "_meta": {"progressToken": "p"}}}),
+        Some(&session),
+    )
+    .await
+    .unwrap();
+    assert!(call.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let mut body = call.bytes_stream();
+    let mut buffer = String::new();
+    let (first_id, first) = next_event(&mut body, &mut buffer).await.unwrap();
+    assert_eq!(first["method"], "notifications/progress", "{first}");
+    drop(body);
+
+    // Resumed after that event: the rest of the progress, then the response, nothing twice.
+    let resumed = srv
+        .client
+        .get(&url)
+        .bearer_auth(&token)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("last-event-id", &first_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.status(), 200);
+    let mut body = resumed.bytes_stream();
+    let mut buffer = String::new();
+    let mut ids = vec![first_id.clone()];
+    let response = loop {
+        let (id, event) = next_event(&mut body, &mut buffer).await.unwrap();
+        assert!(!ids.contains(&id), "{id} was sent before");
+        ids.push(id);
+        if event.get("id").is_some() {
+            break event;
+        }
+        assert_eq!(event["method"], "notifications/progress", "{event}");
+    };
+    assert_eq!(response["id"], 1);
+    assert_eq!(
+        response["result"]["content"][0]["text"], "done",
+        "{response}"
+    );
+    assert!(ids.len() > 2, "{ids:?}");
+
+    // The session's own stream has one reader at a time.
+    let stream = || {
+        srv.client
+            .get(&url)
+            .bearer_auth(&token)
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", &session)
+            .send()
+    };
+    let first_reader = stream().await.unwrap();
+    assert_eq!(first_reader.status(), 200);
+    assert_eq!(stream().await.unwrap().status(), 409);
+    drop(first_reader);
+
+    // Ended by the client: the session is gone.
+    let deleted = srv
+        .client
+        .delete(&url)
+        .bearer_auth(&token)
+        .header("mcp-session-id", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    let after = post(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+        Some(&session),
+    )
+    .await
+    .unwrap();
+    assert_eq!(after.status(), 404);
+    assert_eq!(srv.gateway.session_count(), 0);
+    let _ = http_upstream.child.kill().await;
+    w.srv.cleanup().await;
+}
