@@ -1,4 +1,5 @@
-//! Rein's registry service: users, teams, systems, agents and grants.
+//! Rein's registry service: users, teams, systems, agents, grants and the secrets of MCP
+//! upstreams.
 //!
 //! Each operation authenticates nothing itself: it takes the [`Actor`] the caller resolved with
 //! [`Registry::authenticate`], loads the facts it needs from the [`Store`], applies the pure rules
@@ -17,6 +18,7 @@ mod grants;
 pub mod keys;
 mod observe;
 mod revocations;
+mod secrets;
 mod systems;
 mod teams;
 mod tokens;
@@ -47,6 +49,7 @@ pub use governance::{
 };
 pub use observe::Observer;
 pub use revocations::NewRevocation;
+pub use secrets::SecretSet;
 pub use systems::{NewSystem, SystemPatch};
 pub use teams::{NewTeam, TeamPatch};
 pub use tokens::{IssuedToken, NewToken};

@@ -7,8 +7,8 @@ use utoipa::Modify;
 
 use crate::error::{Problem, PROBLEM_JSON};
 use crate::routes::{
-    agents, approvals, audit, decisions, governance, grants, keys, posture, revocations, systems,
-    teams, users,
+    agents, approvals, audit, decisions, governance, grants, keys, posture, revocations, secrets,
+    systems, teams, users,
 };
 
 /// The name of the bearer-token security scheme (also spelled out in `security(...)` below).
@@ -41,6 +41,7 @@ const PROBLEM_RESPONSE: &str = "Problem";
         governance::plan, governance::apply,
         approvals::list, approvals::get, approvals::wait, approvals::approve, approvals::deny, approvals::deliveries,
         keys::rotate,
+        secrets::set, secrets::list, secrets::get, secrets::delete,
         audit::list, audit::get, audit::why, audit::checkpoints, audit::keys,
         audit::export, audit::verify,
     ),
@@ -60,6 +61,7 @@ const PROBLEM_RESPONSE: &str = "Problem";
         (name = "approvals", description = "Step-up approval requests: deciding them, waiting for them, their webhook deliveries"),
         (name = "revocations", description = "Revoking tokens, tasks, teams, environments, or every token issued before a time"),
         (name = "keys", description = "Rein's own signing keys"),
+        (name = "secrets", description = "Secrets for MCP upstreams (admins): set and rotated by value, shown only as metadata, injected by the gateway, never returned"),
         (name = "audit", description = "The tamper-evident audit log: records, why, checkpoints, export and verification (admins and auditors only)"),
         (name = "meta", description = "About the API itself"),
     ),

@@ -19,6 +19,8 @@ mod oauth;
 mod posture;
 #[path = "api/revocations.rs"]
 mod revocations;
+#[path = "api/secrets.rs"]
+mod secrets;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -866,7 +868,7 @@ async fn every_v1_operation_requires_a_token() {
             }
         }
     }
-    assert_eq!(checked, 56);
+    assert_eq!(checked, 60);
     assert_eq!(doc["security"], json!([{"bearer": []}]));
 }
 
@@ -1665,6 +1667,8 @@ async fn health_readiness_metrics_and_openapi() {
             "/v1/audit/keys",
             "/v1/audit/export",
             "/v1/audit/verify",
+            "/v1/secrets",
+            "/v1/secrets/{name}",
             "/v1/openapi.json",
         ] {
             assert!(paths.contains_key(p), "missing {p}");
@@ -1717,6 +1721,8 @@ async fn health_readiness_metrics_and_openapi() {
             "Checkpoint",
             "CheckpointKeys",
             "Verification",
+            "SecretMetadata",
+            "SecretBody",
         ] {
             assert!(schemas.contains_key(s), "missing schema {s}");
         }

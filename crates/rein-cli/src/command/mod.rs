@@ -25,6 +25,7 @@ pub mod plan;
 pub mod policy;
 pub mod posture;
 pub mod revoke;
+pub mod secret;
 pub mod server;
 pub mod system;
 pub mod team;

@@ -224,7 +224,10 @@ async fn serve(
     let pdp = Pdp::start(registry, Some(policies.clone()))
         .await
         .context("starting the decision point")?;
-    let issuer = Issuer::open(pdp.registry(), master, &public_url)
+    // One master key for the token issuer, the API (sealing secrets) and, with the gateway,
+    // opening them.
+    let master = Arc::new(master);
+    let issuer = Issuer::open(pdp.registry(), Arc::clone(&master), &public_url)
         .await
         .context("opening the token signing key")?;
     tracing::info!(issuer = %issuer.issuer(), "token endpoint ready");
@@ -259,7 +262,7 @@ async fn serve(
         Arc::clone(&issuer),
         settings.facts_refresh,
     ));
-    let state = rein_server::AppState::new(pdp, issuer);
+    let state = rein_server::AppState::new(pdp, issuer, master);
     let served = rein_server::serve(listener, state, shutdown_signal()).await;
     sweeper.abort();
     refresher.abort();

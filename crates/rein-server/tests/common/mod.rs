@@ -19,7 +19,9 @@ use rein_audit::{AuditSink, Checkpoint, Hash, LogConfig, Record, SinkError};
 use rein_core::agent::Agent;
 use rein_core::grant::Grant;
 use rein_core::id::{AgentId, GrantId, SystemName, TeamName, UserName};
+use rein_core::mcp::SecretName;
 use rein_core::revocation::Revocation;
+use rein_core::secret::StoredSecret;
 use rein_core::system::System;
 use rein_core::team::Team;
 use rein_core::user::{ApiToken, User};
@@ -303,6 +305,11 @@ delegate! {
         fn signing_keys(&self, purpose: KeyPurpose) -> Vec<SealedKey>;
         fn update_signing_key(&self, key: &SealedKey) -> ();
         fn registry_state(&self) -> rein_store::RegistryState;
+        fn insert_secret(&self, secret: &StoredSecret) -> ();
+        fn secret(&self, name: &SecretName) -> Option<Versioned<StoredSecret>>;
+        fn secrets(&self) -> Vec<StoredSecret>;
+        fn update_secret(&self, secret: &StoredSecret, expected: Version) -> Version;
+        fn delete_secret(&self, name: &SecretName, expected: Version) -> ();
 }
 
 impl FlakyStore {
@@ -370,6 +377,8 @@ pub struct Server {
     _upkeep: rein_pdp::Upkeep,
     /// The master key's bytes, for a second replica over the same store.
     pub master_bytes: [u8; 32],
+    /// The master key the server seals secrets under (for revealing them as the gateway does).
+    pub master: Arc<MasterKey>,
 }
 
 impl Drop for Server {
@@ -417,7 +426,7 @@ impl Server {
             ..LogConfig::default()
         };
         let master_bytes: [u8; 32] = rand::random();
-        let master = MasterKey::from_bytes(master_bytes);
+        let master = Arc::new(MasterKey::from_bytes(master_bytes));
         let audit = rein_registry::keys::open_audit_log(store.clone(), &master, log_config)
             .await
             .unwrap();
@@ -450,13 +459,13 @@ impl Server {
         let watch = pdp.watch_policies().unwrap();
         let upkeep = pdp.start_upkeep().await.unwrap();
         let registry = pdp.registry().clone();
-        let issuer = rein_pdp::Issuer::open(&registry, master, &format!("http://{addr}"))
+        let issuer = rein_pdp::Issuer::open(&registry, master.clone(), &format!("http://{addr}"))
             .await
             .unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(rein_server::serve(
             listener,
-            AppState::new(pdp, Arc::new(issuer)),
+            AppState::new(pdp, Arc::new(issuer), Arc::clone(&master)),
             async move {
                 let _ = rx.await;
             },
@@ -475,6 +484,7 @@ impl Server {
             _watch: watch,
             _upkeep: upkeep,
             master_bytes,
+            master,
         })
     }
 
