@@ -8,7 +8,7 @@
 //! - grants and revocations → User Access Management (3005), activity 1 Assign / 2 Revoke
 //!   Privileges; access review campaigns and decisions → the same class, activity 99 Other;
 //! - agent lifecycle (including a completed review) and API tokens → Account Change (3001);
-//! - users, teams, systems and policy sets → Entity Management (3004).
+//! - users, teams, systems, policy sets and secrets → Entity Management (3004).
 //!
 //! Every event keeps the chain fields (`seq`, `hash`, `prev_hash`) in `unmapped` and the record
 //! sequence in `metadata.sequence`, so a SIEM copy can be reconciled with the chain.
@@ -46,7 +46,8 @@ fn class_of(t: EventType) -> Class {
         ReviewOpened | ReviewDecided | ReviewClosed => (3, 3005, 99),
         UserCreated | TeamCreated | SystemCreated => (3, 3004, 1),
         UserUpdated | TeamUpdated | SystemUpdated | PolicySetLoaded | KeyRotated
-        | GovernanceApplied => (3, 3004, 3),
+        | GovernanceApplied | SecretSet => (3, 3004, 3),
+        SecretDeleted => (3, 3004, 4),
     };
     Class {
         category_uid,

@@ -181,6 +181,10 @@ event_types! {
     GatewayCall = "gateway.call",
     /// A governance set was applied (its changes carry the apply's ID).
     GovernanceApplied = "governance.applied",
+    /// A secret for MCP upstreams was set or rotated (its name and version, never its value).
+    SecretSet = "secret.set",
+    /// A secret was deleted, with its ciphertext.
+    SecretDeleted = "secret.deleted",
 }
 
 /// Who acted.

@@ -251,6 +251,15 @@ impl Client {
         self.send(Method::PATCH, path, &[], Some(body)).await
     }
 
+    /// `PUT path` with a JSON body.
+    pub async fn put<B: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<Response> {
+        self.send(Method::PUT, path, &[], Some(body)).await
+    }
+
     /// `DELETE path`.
     pub async fn delete(&self, path: &str) -> anyhow::Result<Response> {
         self.send(Method::DELETE, path, &[], None::<&()>).await

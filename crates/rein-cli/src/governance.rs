@@ -457,6 +457,16 @@ fn secret_value(value: &str) -> Option<&'static str> {
     None
 }
 
+/// Whether the field `path` (its last segment the key `secret`) with `value` references a stored
+/// secret by name, `{secret: NAME}` in a system's `mcp.env` or `mcp.headers`, rather than holding
+/// one.
+fn secret_reference(path: &str, value: &str) -> bool {
+    let segments: Vec<&str> = path.rsplit('.').take(4).collect();
+    let name = value.trim().trim_matches(|c| c == '"' || c == '\'');
+    matches!(segments.as_slice(), ["secret", _, "env" | "headers", "mcp"])
+        && name.parse::<rein_core::mcp::SecretName>().is_ok()
+}
+
 /// Splits `key: value` (a plain or quoted key, then `:` and a space or the end of the line).
 fn split_key(body: &str) -> Option<(&str, &str)> {
     let (key, value) = body.split_once(':')?;
@@ -524,7 +534,7 @@ fn scan_secrets(source: &str, text: &str) -> Vec<Problem> {
                 }
                 stack.push((indent, key.to_owned(), line));
                 let field = path(&stack);
-                if secret_key(key, jwk) && literal(value) {
+                if secret_key(key, jwk) && literal(value) && !secret_reference(&field, value) {
                     report(line, field, None);
                 } else if let Some(what) = secret_value(value) {
                     report(line, field, Some(what));
@@ -532,7 +542,11 @@ fn scan_secrets(source: &str, text: &str) -> Vec<Problem> {
                     let inner = value
                         .split(['{', '}', ',', '[', ']'])
                         .filter_map(|part| split_key(part.trim()))
-                        .find(|(k, v)| secret_key(k, jwk) && literal(v));
+                        .find(|(k, v)| {
+                            secret_key(k, jwk)
+                                && literal(v)
+                                && !secret_reference(&format!("{field}.{k}"), v)
+                        });
                     if let Some((k, _)) = inner {
                         report(line, format!("{field}.{k}"), None);
                     }
@@ -863,6 +877,12 @@ spec:
                 5,
                 "spec.aws",
             ),
+            // Only a name is a reference: a value that is not one is still an inline secret.
+            (
+                "spec:\n  mcp:\n    env:\n      API_KEY: {secret: \"zzzz zzzz\"}\n",
+                6,
+                "spec.mcp.env.API_KEY.secret",
+            ),
         ];
         for (spec, line, field) in cases {
             let text = format!("---\nkind: Team\n{spec}");
@@ -885,6 +905,9 @@ spec:
             "spec:\n  name: a\n  max_token_ttl_secs: 300\n",
             "spec:\n  name: a\n  token: ~\n  password: {secret_ref: db-password}\n",
             "spec:\n  name: a\n  description: a task-scheduling assistant for risk-assessments\n",
+            // A system's MCP credentials, referenced by the name of a stored secret.
+            "spec:\n  mcp:\n    env:\n      API_KEY: {secret: billing-api-key}\n",
+            "spec:\n  mcp:\n    headers:\n      Authorization:\n        secret: \"billing-token\"\n",
         ] {
             let problems = scan_secrets("s.yaml", fine);
             assert!(problems.is_empty(), "{fine}: {problems:?}");

@@ -75,6 +75,10 @@ enum Command {
     /// Request, approve, deny, list and revoke grants.
     #[command(subcommand)]
     Grant(command::grant::Command),
+    /// Secrets for MCP systems (admins): set from a file, stdin or an environment variable,
+    /// list, show, delete. Values are never shown.
+    #[command(subcommand)]
+    Secret(command::secret::Command),
     /// Rein's own signing keys: rotate the access-token key (admins).
     #[command(subcommand)]
     Keys(command::keys::Command),
@@ -178,6 +182,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Audit(cmd) => command::audit::run(&client()?, cmd).await,
         Command::Revoke(cmd) => command::revoke::run(&client()?, cmd).await,
         Command::Keys(cmd) => command::keys::run(&client()?, cmd).await,
+        Command::Secret(cmd) => command::secret::run(&client()?, cmd).await,
         Command::Posture(args) => command::posture::run(&client()?, args).await,
         Command::Trace(args) => command::trace::run(&client()?, args).await,
         Command::Review(cmd) => command::review::run(&client()?, cmd).await,

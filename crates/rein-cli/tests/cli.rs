@@ -27,6 +27,8 @@ mod check;
 mod decisions;
 #[path = "cli/policy.rs"]
 mod policy;
+#[path = "cli/secrets.rs"]
+mod secrets;
 #[path = "cli/tokens.rs"]
 mod tokens;
 

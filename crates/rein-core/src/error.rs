@@ -73,6 +73,16 @@ pub enum DomainError {
         /// The undeclared action.
         action: String,
     },
+    /// A record cannot be deleted while others reference it.
+    #[error("{kind} `{key}` is still referenced by {}: remove those references first", by.join(", "))]
+    InUse {
+        /// The kind of record (`secret`).
+        kind: &'static str,
+        /// Its key.
+        key: String,
+        /// What references it, e.g. ``system `billing` ``.
+        by: Vec<String>,
+    },
     /// A public key is unusable.
     #[error("invalid public key: {reason}")]
     InvalidKey {
@@ -110,6 +120,7 @@ impl ErrorCode for DomainError {
             Self::Forbidden { .. } => "forbidden",
             Self::UnknownAction { .. } => "unknown-action",
             Self::InvalidKey { .. } => "invalid-key",
+            Self::InUse { .. } => "in-use",
         }
     }
 }

@@ -3,7 +3,8 @@
 //! Everything here is a value or a pure function: identities ([`id`]), the humans who operate Rein
 //! ([`user`]), agents with their accountable roles ([`agent`]), the systems they act on
 //! ([`system`]), grants and their approval path ([`grant`]), access reviews ([`review`]), schedules
-//! ([`schedule`]), public keys ([`key`]) and who may do what on Rein itself ([`authz`]). The store loads facts, these functions
+//! ([`schedule`]), public keys ([`key`]), secrets for MCP upstreams ([`secret`]) and who may do
+//! what on Rein itself ([`authz`]). The store loads facts, these functions
 //! decide, the store writes the result.
 
 pub mod agent;
@@ -17,6 +18,7 @@ pub mod mcp;
 pub mod review;
 pub mod revocation;
 pub mod schedule;
+pub mod secret;
 pub mod system;
 pub mod team;
 pub mod user;

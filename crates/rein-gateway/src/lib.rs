@@ -46,9 +46,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rein_core::id::SystemName;
 use rein_core::mcp::SecretName;
+pub use rein_keys::SecretValue;
 use rein_oauth::AccessTokenClaims;
 use rein_pdp::{Issuer, Pdp};
-use zeroize::Zeroizing;
 
 pub use http::router;
 
@@ -61,19 +61,7 @@ pub const PROTOCOL_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26
 #[async_trait]
 pub trait SecretSource: Send + Sync + 'static {
     /// The value of the secret `name`; an error if it does not exist or cannot be opened.
-    async fn reveal(&self, name: &SecretName) -> Result<Zeroizing<String>, Error>;
-}
-
-/// A secret source for a gateway without stored secrets: every upstream that references one
-/// is refused.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoSecrets;
-
-#[async_trait]
-impl SecretSource for NoSecrets {
-    async fn reveal(&self, name: &SecretName) -> Result<Zeroizing<String>, Error> {
-        Err(Error::Secret(name.to_string()))
-    }
+    async fn reveal(&self, name: &SecretName) -> Result<SecretValue, Error>;
 }
 
 /// Gateway settings.

@@ -14,10 +14,9 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use zeroize::Zeroizing;
 
 use crate::jsonrpc::{self, code, Kind};
-use crate::{Error, SecretSource};
+use crate::{Error, SecretSource, SecretValue};
 
 /// Messages buffered in each direction before a sender waits.
 const QUEUE: usize = 256;
@@ -58,14 +57,18 @@ impl Drop for Upstream {
 }
 
 /// Resolves a configuration value, fetching a secret by name.
-async fn resolve(
-    value: &ConfigValue,
-    secrets: &dyn SecretSource,
-) -> Result<Zeroizing<String>, Error> {
+async fn resolve(value: &ConfigValue, secrets: &dyn SecretSource) -> Result<SecretValue, Error> {
     match value {
-        ConfigValue::Literal(v) => Ok(Zeroizing::new(v.clone())),
+        ConfigValue::Literal(v) => Ok(SecretValue::from(v.clone())),
         ConfigValue::Secret { secret } => secrets.reveal(secret).await,
     }
+}
+
+/// The text of a resolved value (environment variables and headers are text).
+fn text<'a>(value: &'a SecretValue, name: &str) -> Result<&'a str, Error> {
+    value
+        .as_str()
+        .map_err(|_| Error::Upstream(format!("the value for `{name}` is not UTF-8 text")))
 }
 
 /// Starts (stdio) or connects to (Streamable HTTP) the upstream `config` describes.
@@ -88,7 +91,7 @@ pub(crate) async fn connect(
             }
             for (name, value) in env {
                 let value = resolve(value, secrets).await?;
-                cmd.env(name, value.as_str());
+                cmd.env(name, text(&value, name)?);
             }
             cmd.stdin(std::process::Stdio::piped())
                 .stdout(std::process::Stdio::piped())
@@ -105,11 +108,12 @@ pub(crate) async fn connect(
                 let resolved = resolve(value, secrets).await?;
                 let name = HeaderName::try_from(name.as_str())
                     .map_err(|_| Error::Upstream(format!("invalid header name `{name}`")))?;
-                let mut value = HeaderValue::try_from(resolved.as_str()).map_err(|_| {
-                    Error::Upstream(format!(
-                        "the value of header `{name}` is not a valid header value"
-                    ))
-                })?;
+                let mut value =
+                    HeaderValue::try_from(text(&resolved, name.as_str())?).map_err(|_| {
+                        Error::Upstream(format!(
+                            "the value of header `{name}` is not a valid header value"
+                        ))
+                    })?;
                 value.set_sensitive(true);
                 map.insert(name, value);
             }

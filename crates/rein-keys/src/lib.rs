@@ -6,6 +6,10 @@
 //!   database: the public key in clear, the private key sealed with XChaCha20-Poly1305 under the
 //!   master key, bound to its key ID and purpose as associated data, so a sealed key cannot be
 //!   swapped into another record.
+//! - [`SecretValue`]: an upstream credential's plaintext (zeroed on drop, never printed), sealed
+//!   with [`MasterKey::seal_secret`] under the master key, bound to the secret's name and version
+//!   as associated data, so a sealed value cannot be moved to another name or replayed as
+//!   another version.
 
 use std::fmt;
 use std::io::Write as _;
@@ -132,6 +136,144 @@ impl MasterKey {
     fn cipher(&self) -> XChaCha20Poly1305 {
         XChaCha20Poly1305::new(self.0.as_ref().into())
     }
+
+    /// Encrypts `msg` bound to `aad` under a fresh random 24-byte nonce: the nonce followed by
+    /// the ciphertext and its tag.
+    fn seal(&self, aad: &[u8], msg: &[u8]) -> Result<Vec<u8>, chacha20poly1305::Error> {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let ct = self
+            .cipher()
+            .encrypt(&XNonce::from(nonce), Payload { msg, aad })?;
+        let mut sealed = Vec::with_capacity(NONCE_LEN + ct.len());
+        sealed.extend_from_slice(&nonce);
+        sealed.extend_from_slice(&ct);
+        Ok(sealed)
+    }
+
+    /// Decrypts what [`MasterKey::seal`] produced for `aad`; `None` if it does not
+    /// authenticate (wrong key, other associated data, or altered bytes).
+    fn open(&self, aad: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        if sealed.len() < NONCE_LEN {
+            return None;
+        }
+        let (nonce, ct) = sealed.split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().ok()?;
+        self.cipher()
+            .decrypt(&XNonce::from(nonce), Payload { msg: ct, aad })
+            .ok()
+            .map(Zeroizing::new)
+    }
+
+    /// Seals a secret's value under this key, bound to the secret's `name` and `version`: the
+    /// 24-byte random nonce followed by the XChaCha20-Poly1305 ciphertext and tag.
+    pub fn seal_secret(
+        &self,
+        name: &str,
+        version: u32,
+        value: &SecretValue,
+    ) -> Result<Vec<u8>, SecretError> {
+        self.seal(&secret_aad(name, version), value.as_bytes())
+            .map_err(|_| SecretError::Seal {
+                name: name.to_owned(),
+            })
+    }
+
+    /// Opens a value sealed by [`MasterKey::seal_secret`] for `name` at `version`. Fails (never
+    /// returning anything of the value) if the master key is wrong, or the sealed bytes, the name
+    /// or the version were altered.
+    pub fn open_secret(
+        &self,
+        name: &str,
+        version: u32,
+        sealed: &[u8],
+    ) -> Result<SecretValue, SecretError> {
+        self.open(&secret_aad(name, version), sealed)
+            .map(SecretValue)
+            .ok_or_else(|| SecretError::Open {
+                name: name.to_owned(),
+                version,
+            })
+    }
+}
+
+/// The length of an XChaCha20-Poly1305 nonce.
+const NONCE_LEN: usize = 24;
+
+/// Why a secret could not be sealed, opened or used. Never carries any part of the value.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// Encryption failed (a value far beyond any limit Rein accepts).
+    #[error("secret `{name}` could not be sealed")]
+    Seal {
+        /// The secret's name.
+        name: String,
+    },
+    /// The sealed value does not open: wrong master key, or the stored record was altered.
+    #[error("secret `{name}` (version {version}) does not open under this master key (wrong key or tampered record)")]
+    Open {
+        /// The secret's name.
+        name: String,
+        /// The version it was stored as.
+        version: u32,
+    },
+    /// The value is not UTF-8 text, as an environment variable or a header needs.
+    #[error("the secret's value is not UTF-8 text")]
+    NotUtf8,
+}
+
+/// A secret's plaintext value: an upstream's API key or database password. Zeroed when dropped;
+/// its `Debug` prints `SecretValue(<redacted>)`; it has no `Display` and is not serializable, so
+/// it cannot end up in a log line or a response by accident.
+pub struct SecretValue(Zeroizing<Vec<u8>>);
+
+impl SecretValue {
+    /// The value's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_slice()
+    }
+
+    /// The value as text (what environment variables and headers need); an error if it is not
+    /// UTF-8.
+    pub fn as_str(&self) -> Result<&str, SecretError> {
+        std::str::from_utf8(self.as_bytes()).map_err(|_| SecretError::NotUtf8)
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<Vec<u8>> for SecretValue {
+    /// Takes ownership of `bytes` without copying them.
+    fn from(bytes: Vec<u8>) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+}
+
+impl From<String> for SecretValue {
+    /// Takes ownership of `text`'s buffer without copying it.
+    fn from(text: String) -> Self {
+        Self::from(text.into_bytes())
+    }
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretValue(<redacted>)")
+    }
+}
+
+/// The associated data binding a sealed secret to its name and version. The version is last and
+/// all digits, so the encoding is unambiguous.
+fn secret_aad(name: &str, version: u32) -> Vec<u8> {
+    format!("rein.secret.v1\0{name}\0{version}").into_bytes()
 }
 
 /// What a signing key is for. Part of the sealed key's associated data.
@@ -201,22 +343,10 @@ impl SealedKey {
         rand::rngs::OsRng.fill_bytes(seed.as_mut());
         let signing = SigningKey::from_bytes(&seed);
         let kid = key_id(&signing.verifying_key());
-        let mut nonce = [0u8; 24];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let aad = aad(&kid, purpose);
         // Encryption with a fresh random nonce cannot fail for a 32-byte message.
-        let ct = master
-            .cipher()
-            .encrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: seed.as_ref(),
-                    aad: &aad,
-                },
-            )
+        let sealed = master
+            .seal(&aad(&kid, purpose), seed.as_ref())
             .unwrap_or_default();
-        let mut sealed = nonce.to_vec();
-        sealed.extend_from_slice(&ct);
         Self {
             kid,
             purpose,
@@ -236,23 +366,9 @@ impl SealedKey {
         let sealed = URL_SAFE_NO_PAD
             .decode(&self.sealed_private_key)
             .map_err(|_| fail())?;
-        if sealed.len() < 24 {
-            return Err(fail());
-        }
-        let (nonce, ct) = sealed.split_at(24);
-        let nonce: [u8; 24] = nonce.try_into().map_err(|_| fail())?;
-        let seed = Zeroizing::new(
-            master
-                .cipher()
-                .decrypt(
-                    &XNonce::from(nonce),
-                    Payload {
-                        msg: ct,
-                        aad: &aad(&self.kid, self.purpose),
-                    },
-                )
-                .map_err(|_| fail())?,
-        );
+        let seed = master
+            .open(&aad(&self.kid, self.purpose), &sealed)
+            .ok_or_else(fail)?;
         let seed: [u8; 32] = seed.as_slice().try_into().map_err(|_| fail())?;
         let signing = SigningKey::from_bytes(&seed);
         if URL_SAFE_NO_PAD.encode(signing.verifying_key().as_bytes()) != self.public_key
@@ -301,6 +417,55 @@ mod tests {
         };
         assert!(swapped.open(&master).is_err());
         Ok(())
+    }
+
+    #[test]
+    fn secrets_open_only_under_their_master_key_name_and_version() -> Result<(), SecretError> {
+        let master = MasterKey::from_bytes([7; 32]);
+        let value = SecretValue::from("hunter2-api-key".to_owned());
+        let sealed = master.seal_secret("billing-token", 1, &value)?;
+        assert_eq!(sealed.len(), NONCE_LEN + value.len() + 16);
+        assert!(!sealed.windows(value.len()).any(|w| w == value.as_bytes()));
+        let opened = master.open_secret("billing-token", 1, &sealed)?;
+        assert_eq!(opened.as_str()?, "hunter2-api-key");
+        // A fresh nonce each time: sealing twice never gives the same bytes.
+        assert_ne!(master.seal_secret("billing-token", 1, &value)?, sealed);
+
+        let refused = [
+            MasterKey::from_bytes([8; 32]).open_secret("billing-token", 1, &sealed),
+            master.open_secret("other-token", 1, &sealed),
+            master.open_secret("billing-token", 2, &sealed),
+            master.open_secret("billing-token", 1, &sealed[..NONCE_LEN]),
+            master.open_secret("billing-token", 1, &[]),
+        ];
+        let mut flipped = sealed.clone();
+        if let Some(last) = flipped.last_mut() {
+            *last ^= 1;
+        }
+        for result in refused
+            .into_iter()
+            .chain([master.open_secret("billing-token", 1, &flipped)])
+        {
+            assert!(
+                matches!(&result, Err(SecretError::Open { .. })),
+                "{:?}",
+                result.as_ref().map(|_| ())
+            );
+            if let Err(e) = result {
+                let e = e.to_string();
+                assert!(e.contains("does not open") && !e.contains("hunter2"), "{e}");
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn secret_values_never_print_and_must_be_text_for_use() {
+        let value = SecretValue::from(b"\xffhunter2".to_vec());
+        assert_eq!(format!("{value:?}"), "SecretValue(<redacted>)");
+        assert!(matches!(value.as_str(), Err(SecretError::NotUtf8)));
+        assert_eq!(value.as_bytes().len(), 8);
+        assert!(!value.is_empty());
     }
 
     #[test]

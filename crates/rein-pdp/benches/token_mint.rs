@@ -119,7 +119,7 @@ fn main() {
             .await
             .unwrap();
         let pdp = Pdp::start(registry, None).await.unwrap();
-        let issuer = Issuer::open(pdp.registry(), master, "http://127.0.0.1:1").await.unwrap();
+        let issuer = Issuer::open(pdp.registry(), Arc::new(master), "http://127.0.0.1:1").await.unwrap();
         (pdp, Arc::new(issuer), key)
     });
     let agent = AGENT.parse().unwrap();

@@ -25,7 +25,7 @@ use crate::{budget, truncate, Error, Pdp, TokenFacts, MAX_AUDITED_INTENT};
 /// publishes, and the assertions this node has seen (the store holds those of every replica). Keys are swapped atomically on rotation.
 pub struct Issuer {
     issuer: String,
-    master: MasterKey,
+    master: Arc<MasterKey>,
     keys: ArcSwap<Keys>,
     assertions: AssertionPolicy,
     replay: ReplayCache,
@@ -39,8 +39,14 @@ struct Keys {
 
 impl Issuer {
     /// The issuer `issuer` (Rein's public base URL, e.g. `https://rein.example.com`), signing
-    /// with the newest token key sealed under `master` (created on first use).
-    pub async fn open(registry: &Registry, master: MasterKey, issuer: &str) -> Result<Self, Error> {
+    /// with the newest token key sealed under `master` (created on first use). The master key is
+    /// shared: the server wiring keeps its own `Arc` for the API (sealing secrets) and the
+    /// gateway (opening them).
+    pub async fn open(
+        registry: &Registry,
+        master: Arc<MasterKey>,
+        issuer: &str,
+    ) -> Result<Self, Error> {
         let issuer = issuer.trim_end_matches('/').to_owned();
         let keys = load_keys(registry, &master).await?;
         Ok(Self {

@@ -113,12 +113,31 @@ impl Registry {
         if let Err(e) = inserted {
             let why = match &e {
                 StoreError::AlreadyExists { .. } => "not applied: it exists already",
+                StoreError::Conflict { .. } => {
+                    "not applied: another writer changed the record first"
+                }
+                StoreError::NotFound { .. } => "not applied: it no longer exists",
                 _ => "not applied: the store failed",
             };
             self.supersede(receipt, event, why).await;
             return Err(e.into());
         }
         Ok(())
+    }
+
+    /// Records `event`, then runs `delete` (a compare-and-swap deletion; only secrets are
+    /// deleted); records the failure if the deletion fails, as [`Registry::create`] does.
+    pub(crate) async fn remove<Fut>(
+        &self,
+        kind: &'static str,
+        key: &str,
+        event: Event,
+        delete: Fut,
+    ) -> Result<(), Error>
+    where
+        Fut: Future<Output = Result<(), StoreError>>,
+    {
+        self.create(kind, key, event, delete).await
     }
 
     /// Reads a record, applies `change` to a copy, records the change described by `describe`,

@@ -42,6 +42,10 @@ pub enum Error {
     /// Rein's own key material could not be opened (wrong master key or tampered record).
     #[error("signing key unavailable: {0}")]
     Keys(String),
+    /// A stored secret could not be sealed or opened (wrong master key, or a record altered
+    /// outside Rein). Carries no part of the value.
+    #[error(transparent)]
+    Secret(#[from] rein_keys::SecretError),
     /// A governance set has problems; nothing was applied (the plan lists them all).
     #[error("the governance set cannot be applied: {0}; run `rein plan` for every problem")]
     InvalidSet(String),
@@ -77,6 +81,7 @@ impl ErrorCode for Error {
             Self::Store(_) => "store-unavailable",
             Self::AuditUnavailable(_) => "audit-unavailable",
             Self::Keys(_) => "keys-unavailable",
+            Self::Secret(_) => "secret-unavailable",
         }
     }
 }

@@ -11,7 +11,8 @@
 //! matches a grant which was denied, revoked or expired is not asked again.
 //!
 //! Every rule a single operation applies is applied here too, against the registry as the set
-//! would leave it, so one bad document refuses the whole set, naming it. Applying records every
+//! would leave it (and the stored secrets' names, read once, which systems' `mcp` configurations
+//! may reference), so one bad document refuses the whole set, naming it. Applying records every
 //! change write-ahead, then writes all of them in one store transaction: all or nothing. A plan
 //! names the state it was computed on (a digest of every record's key and version) and the set
 //! (a digest of its documents); applying with either refuses if it no longer holds, so a
@@ -25,6 +26,8 @@ use rein_core::agent::{Agent, AgentStatus};
 use rein_core::authz::Actor;
 use rein_core::grant::{Grant, GrantRequest, GrantStatus};
 use rein_core::id::{AgentId, GrantId, PrincipalRef, SystemName, TeamName, UserName};
+use rein_core::mcp::SecretName;
+use rein_core::secret::check_references;
 use rein_core::system::System;
 use rein_core::team::Team;
 use rein_core::user::User;
@@ -230,6 +233,8 @@ struct Draft<'a> {
     systems: BTreeMap<SystemName, (Option<Version>, System)>,
     agents: BTreeMap<AgentId, (Option<Version>, Agent)>,
     grants: Vec<Versioned<Grant>>,
+    /// The names of the stored secrets, which systems' `mcp` configurations may reference.
+    secrets: BTreeSet<SecretName>,
     plan: Plan,
     staged: Vec<Staged>,
     /// The keys of declared records with a problem, so that what refers to them says so.
@@ -558,6 +563,10 @@ impl<'a> Draft<'a> {
                 .check_environment(&new.environment)
                 .and_then(|()| {
                     check_fields(Some(&new.description), Some(&new.actions), new.mcp.as_ref())
+                })
+                .and_then(|()| match &new.mcp {
+                    Some(mcp) => Ok(check_references(mcp, &self.secrets)?),
+                    None => Ok(()),
                 })
                 .and_then(|()| {
                     self.check_principals(
@@ -986,7 +995,19 @@ impl Registry {
     pub async fn plan(&self, actor: &Actor, set: &GovernanceSet) -> Result<Plan, Error> {
         actor.require_admin("plan a governance set")?;
         let state = self.store.registry_state().await?;
-        Ok(self.draft(actor, set, state)?.plan)
+        let secrets = self.secret_names().await?;
+        Ok(self.draft(actor, set, state, secrets)?.plan)
+    }
+
+    /// The names of the stored secrets, read once per plan.
+    async fn secret_names(&self) -> Result<BTreeSet<SecretName>, Error> {
+        Ok(self
+            .store
+            .secrets()
+            .await?
+            .into_iter()
+            .map(|s| s.name)
+            .collect())
     }
 
     fn draft<'a>(
@@ -994,6 +1015,7 @@ impl Registry {
         actor: &'a Actor,
         set: &GovernanceSet,
         state: RegistryState,
+        secrets: BTreeSet<SecretName>,
     ) -> Result<Draft<'a>, Error> {
         let plan = Plan {
             state: state_digest(&state),
@@ -1011,6 +1033,7 @@ impl Registry {
             systems: keyed(state.systems, |s| s.name.clone()),
             agents: keyed(state.agents, |a| a.id.clone()),
             grants: state.grants,
+            secrets,
             plan,
             staged: Vec::new(),
             refused: BTreeSet::new(),
@@ -1058,7 +1081,8 @@ impl Registry {
         // One apply at a time on this node; other writers are caught by compare-and-swap.
         let _turn = self.apply_lock.lock().await;
         let state = self.store.registry_state().await?;
-        let draft = self.draft(actor, set, state)?;
+        let secrets = self.secret_names().await?;
+        let draft = self.draft(actor, set, state, secrets)?;
         let Draft { plan, staged, .. } = draft;
         if expect.set.as_ref().is_some_and(|s| *s != plan.set) {
             return Err(Error::StalePlan(

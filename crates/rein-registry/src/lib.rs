@@ -1,4 +1,5 @@
-//! Rein's registry service: users, teams, systems, agents, grants and their access reviews.
+//! Rein's registry service: users, teams, systems, agents, grants, their access reviews and the
+//! secrets of MCP upstreams.
 //!
 //! Each operation authenticates nothing itself: it takes the [`Actor`] the caller resolved with
 //! [`Registry::authenticate`], loads the facts it needs from the [`Store`], applies the pure rules
@@ -18,6 +19,7 @@ pub mod keys;
 mod observe;
 mod reviews;
 mod revocations;
+mod secrets;
 mod systems;
 mod teams;
 mod tokens;
@@ -50,6 +52,7 @@ pub use governance::{
 pub use observe::Observer;
 pub use reviews::{CampaignView, Overdue, ReviewDecisions};
 pub use revocations::NewRevocation;
+pub use secrets::SecretSet;
 pub use systems::{NewSystem, SystemPatch};
 pub use teams::{NewTeam, TeamPatch};
 pub use tokens::{IssuedToken, NewToken};

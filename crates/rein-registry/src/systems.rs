@@ -116,6 +116,7 @@ impl Registry {
         actor.require_admin("register systems")?;
         self.check_environment(&new.environment)?;
         check_fields(Some(&new.description), Some(&new.actions), new.mcp.as_ref())?;
+        self.check_secret_references(new.mcp.as_ref()).await?;
         self.check_team_exists(&new.owner_team).await?;
         self.check_principals("approvers", &new.approvers).await?;
         let system = new_system(new, self.now());
@@ -163,6 +164,7 @@ impl Registry {
             patch.actions.as_ref(),
             patch.mcp.as_ref(),
         )?;
+        self.check_secret_references(patch.mcp.as_ref()).await?;
         if let Some(team) = &patch.owner_team {
             self.check_team_exists(team).await?;
         }

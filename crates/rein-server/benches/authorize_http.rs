@@ -239,12 +239,14 @@ fn main() {
         let pdp = Pdp::start(registry, Some(policies)).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let issuer = rein_pdp::Issuer::open(pdp.registry(), master, &format!("http://{addr}"))
-            .await
-            .unwrap();
+        let master = Arc::new(master);
+        let issuer =
+            rein_pdp::Issuer::open(pdp.registry(), master.clone(), &format!("http://{addr}"))
+                .await
+                .unwrap();
         tokio::spawn(rein_server::serve(
             listener,
-            AppState::new(pdp, Arc::new(issuer)),
+            AppState::new(pdp, Arc::new(issuer), master),
             std::future::pending(),
         ));
         (addr, token)

@@ -51,6 +51,7 @@ fn classify(code: &str) -> (StatusCode, &'static str) {
         "already-exists" => (StatusCode::CONFLICT, "Already exists"),
         "conflict" => (StatusCode::CONFLICT, "Concurrent modification"),
         "stale-plan" => (StatusCode::CONFLICT, "Stale plan"),
+        "in-use" => (StatusCode::CONFLICT, "Still referenced"),
         PAYLOAD_TOO_LARGE => (StatusCode::PAYLOAD_TOO_LARGE, "Payload too large"),
         UNSUPPORTED_MEDIA_TYPE => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported media type"),
         "invalid-id" => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid identifier"),
@@ -67,6 +68,7 @@ fn classify(code: &str) -> (StatusCode, &'static str) {
         "store-unavailable" => (StatusCode::SERVICE_UNAVAILABLE, "Store unavailable"),
         "audit-unavailable" => (StatusCode::SERVICE_UNAVAILABLE, "Audit log unavailable"),
         "keys-unavailable" => (StatusCode::SERVICE_UNAVAILABLE, "Signing keys unavailable"),
+        "secret-unavailable" => (StatusCode::SERVICE_UNAVAILABLE, "Secret unavailable"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "Internal error"),
     }
 }
@@ -242,6 +244,8 @@ mod tests {
             ("store-unavailable", 503),
             ("audit-unavailable", 503),
             ("keys-unavailable", 503),
+            ("secret-unavailable", 503),
+            ("in-use", 409),
             (MALFORMED_REQUEST, 400),
             (UNSUPPORTED_MEDIA_TYPE, 415),
             (PAYLOAD_TOO_LARGE, 413),

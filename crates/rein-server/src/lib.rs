@@ -14,7 +14,8 @@
 //!
 //! Nothing logs headers: the `Authorization` header is also marked sensitive, so even a debug
 //! dump of a request would not show the token. The only response that contains a token is the
-//! one that issues it.
+//! one that issues it. Nothing logs bodies either: a secret's value (`PUT /v1/secrets/{name}`)
+//! goes into the registry sealed and is never in a response, a log line or an audit record.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use axum::serve::ListenerExt;
 use axum::Router;
+use rein_keys::MasterKey;
 use rein_pdp::{Issuer, Pdp};
 use rein_registry::Registry;
 use tower::ServiceBuilder;
@@ -47,7 +49,7 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::routes::{
     agents, approvals, audit, decisions, governance, grants, keys, oauth, posture, reviews,
-    revocations, systems, teams, users,
+    revocations, secrets, systems, teams, users,
 };
 
 /// The largest request body accepted, in bytes (1 MiB); larger bodies get 413.
@@ -56,26 +58,28 @@ const BODY_LIMIT: usize = 1024 * 1024;
 /// The largest governance set a plan or apply accepts (a whole repository of manifests).
 const GOVERNANCE_BODY_LIMIT: usize = 32 * 1024 * 1024;
 
-/// Everything the handlers share: the registry, the decision point and the metrics. Cheap to
-/// clone.
+/// Everything the handlers share: the registry, the decision point, the master key and the
+/// metrics. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     registry: Registry,
     pdp: Arc<Pdp>,
     issuer: Arc<Issuer>,
+    master: Arc<MasterKey>,
     metrics: Arc<Metrics>,
     gateway: Option<Arc<rein_gateway::Gateway>>,
 }
 
 impl AppState {
     /// The state for a server around `pdp` and its registry ([`Pdp::registry`], the one that
-    /// keeps the decision point's facts current), issuing agent tokens as `issuer`, with fresh
-    /// metrics.
-    pub fn new(pdp: Arc<Pdp>, issuer: Arc<Issuer>) -> Self {
+    /// keeps the decision point's facts current), issuing agent tokens as `issuer`, sealing
+    /// secrets under `master` (the key the issuer's was opened with), with fresh metrics.
+    pub fn new(pdp: Arc<Pdp>, issuer: Arc<Issuer>, master: Arc<MasterKey>) -> Self {
         Self {
             registry: pdp.registry().clone(),
             pdp,
             issuer,
+            master,
             metrics: Arc::new(Metrics::new()),
             gateway: None,
         }
@@ -175,6 +179,11 @@ pub fn router(state: AppState) -> Router {
             get(revocations::propagation),
         )
         .route("/v1/keys/rotate", post(keys::rotate))
+        .route("/v1/secrets", get(secrets::list))
+        .route(
+            "/v1/secrets/{name}",
+            get(secrets::get).put(secrets::set).delete(secrets::delete),
+        )
         .route("/v1/authorize", post(decisions::authorize))
         .route("/v1/authorize/batch", post(decisions::authorize_batch))
         .route("/v1/policies", get(decisions::policies))
@@ -270,4 +279,33 @@ pub async fn serve(
 /// The OpenAPI 3.1 document of the API, as served at `/v1/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     openapi::document()
+}
+
+/// The gateway's secret source: secrets stored in the registry, opened with the master key.
+pub struct StoredSecrets {
+    registry: Registry,
+    master: Arc<rein_keys::MasterKey>,
+}
+
+impl StoredSecrets {
+    /// Secrets of `registry`, sealed under `master`.
+    pub fn new(registry: Registry, master: Arc<rein_keys::MasterKey>) -> Self {
+        Self { registry, master }
+    }
+}
+
+#[async_trait::async_trait]
+impl rein_gateway::SecretSource for StoredSecrets {
+    async fn reveal(
+        &self,
+        name: &rein_core::mcp::SecretName,
+    ) -> Result<rein_gateway::SecretValue, rein_gateway::Error> {
+        self.registry
+            .reveal_secret(&self.master, name)
+            .await
+            .map_err(|e| {
+                tracing::warn!(secret = %name, error = %e, "an MCP upstream's secret could not be opened");
+                rein_gateway::Error::Secret(name.to_string())
+            })
+    }
 }

@@ -8,7 +8,7 @@ use utoipa::Modify;
 use crate::error::{Problem, PROBLEM_JSON};
 use crate::routes::{
     agents, approvals, audit, decisions, governance, grants, keys, posture, reviews, revocations,
-    systems, teams, users,
+    secrets, systems, teams, users,
 };
 
 /// The name of the bearer-token security scheme (also spelled out in `security(...)` below).
@@ -42,6 +42,7 @@ const PROBLEM_RESPONSE: &str = "Problem";
         approvals::list, approvals::get, approvals::wait, approvals::approve, approvals::deny, approvals::deliveries,
         reviews::open, reviews::list, reviews::get, reviews::close, reviews::item, reviews::decide, reviews::overdue,
         keys::rotate,
+        secrets::set, secrets::list, secrets::get, secrets::delete,
         audit::list, audit::get, audit::why, audit::checkpoints, audit::keys,
         audit::export, audit::verify,
     ),
@@ -62,6 +63,7 @@ const PROBLEM_RESPONSE: &str = "Problem";
         (name = "reviews", description = "Access reviews: reviewers re-certify each agent's grants on its cadence; overdue reviews"),
         (name = "revocations", description = "Revoking tokens, tasks, teams, environments, or every token issued before a time"),
         (name = "keys", description = "Rein's own signing keys"),
+        (name = "secrets", description = "Secrets for MCP upstreams (admins): set and rotated by value, shown only as metadata, injected by the gateway, never returned"),
         (name = "audit", description = "The tamper-evident audit log: records, why, checkpoints, export and verification (admins and auditors only)"),
         (name = "meta", description = "About the API itself"),
     ),

@@ -23,6 +23,8 @@ mod posture;
 mod reviews;
 #[path = "api/revocations.rs"]
 mod revocations;
+#[path = "api/secrets.rs"]
+mod secrets;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -886,7 +888,7 @@ async fn every_v1_operation_requires_a_token() {
             }
         }
     }
-    assert_eq!(checked, 63);
+    assert_eq!(checked, 67);
     assert_eq!(doc["security"], json!([{"bearer": []}]));
 }
 
@@ -1685,6 +1687,8 @@ async fn health_readiness_metrics_and_openapi() {
             "/v1/audit/keys",
             "/v1/audit/export",
             "/v1/audit/verify",
+            "/v1/secrets",
+            "/v1/secrets/{name}",
             "/v1/openapi.json",
         ] {
             assert!(paths.contains_key(p), "missing {p}");
@@ -1737,6 +1741,8 @@ async fn health_readiness_metrics_and_openapi() {
             "Checkpoint",
             "CheckpointKeys",
             "Verification",
+            "SecretMetadata",
+            "SecretBody",
         ] {
             assert!(schemas.contains_key(s), "missing schema {s}");
         }

@@ -30,8 +30,10 @@ use rein_core::agent::{Agent, AgentStatus};
 use rein_core::approval::{ApprovalRequest, ApprovalStatus};
 use rein_core::grant::{Grant, GrantStatus};
 use rein_core::id::{AgentId, Environment, GrantId, SystemName, TeamName, UserName};
+use rein_core::mcp::SecretName;
 use rein_core::review::{CampaignStatus, ReviewCampaign, ReviewItem};
 use rein_core::revocation::Revocation;
+use rein_core::secret::StoredSecret;
 use rein_core::system::System;
 use rein_core::team::Team;
 use rein_core::user::{ApiToken, User};
@@ -513,4 +515,24 @@ pub trait Store: AuditStore + Send + Sync + 'static {
     /// Overwrites a stored signing key (e.g. to set `retired_at`); [`StoreError::NotFound`] if
     /// its key ID is not stored. Not a compare-and-swap: the last write wins.
     async fn update_signing_key(&self, key: &SealedKey) -> Result<(), StoreError>;
+
+    /// Inserts a secret (its value sealed, never the plaintext).
+    async fn insert_secret(&self, secret: &StoredSecret) -> Result<(), StoreError>;
+    /// Reads a secret.
+    async fn secret(
+        &self,
+        name: &SecretName,
+    ) -> Result<Option<Versioned<StoredSecret>>, StoreError>;
+    /// Lists secrets.
+    async fn secrets(&self) -> Result<Vec<StoredSecret>, StoreError>;
+    /// Updates a secret (a rotation) if it is still at `expected`.
+    async fn update_secret(
+        &self,
+        secret: &StoredSecret,
+        expected: Version,
+    ) -> Result<Version, StoreError>;
+    /// Deletes a secret, ciphertext and all, if it is still at `expected`:
+    /// [`StoreError::Conflict`] if it changed, [`StoreError::NotFound`] if it is gone. Secrets
+    /// are the one record kind that is deleted.
+    async fn delete_secret(&self, name: &SecretName, expected: Version) -> Result<(), StoreError>;
 }

@@ -9,6 +9,7 @@ use rein_core::approval::ApprovalRequest;
 use rein_core::grant::Grant;
 use rein_core::review::{ReviewCampaign, ReviewItem};
 use rein_core::revocation::{Revocation, RevocationTarget};
+use rein_core::secret::StoredSecret;
 use rein_core::system::System;
 use rein_core::team::Team;
 use rein_core::user::{ApiToken, User};
@@ -296,5 +297,20 @@ impl Record for SealedKey {
     }
     fn columns(&self) -> Vec<Value> {
         vec![text(self.purpose.as_str()), millis(self.created_at)]
+    }
+}
+
+impl Record for StoredSecret {
+    const TABLE: Table = Table {
+        kind: "secret",
+        name: "secrets",
+        key: "name",
+        columns: &[],
+    };
+    fn key(&self) -> &str {
+        self.name.as_str()
+    }
+    fn columns(&self) -> Vec<Value> {
+        Vec::new()
     }
 }

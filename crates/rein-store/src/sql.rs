@@ -11,8 +11,10 @@ use rein_core::agent::Agent;
 use rein_core::approval::{ApprovalRequest, ApprovalStatus};
 use rein_core::grant::{Grant, GrantStatus};
 use rein_core::id::{AgentId, GrantId, SystemName, TeamName, UserName};
+use rein_core::mcp::SecretName;
 use rein_core::review::{item_id, CampaignStatus, ReviewCampaign, ReviewItem};
 use rein_core::revocation::Revocation;
+use rein_core::secret::StoredSecret;
 use rein_core::system::System;
 use rein_core::team::Team;
 use rein_core::user::{ApiToken, User};
@@ -170,6 +172,15 @@ fn overwrite_sql<R: Record>() -> String {
     )
 }
 
+/// The compare-and-swap delete: `DELETE … WHERE key = $1 AND version = $2 RETURNING version`.
+fn delete_sql<R: Record>() -> String {
+    let t = R::TABLE;
+    format!(
+        "DELETE FROM {} WHERE {} = $1 AND version = $2 RETURNING version",
+        t.name, t.key
+    )
+}
+
 fn select_sql<R: Record>() -> String {
     let t = R::TABLE;
     format!("SELECT version, doc FROM {} WHERE {} = $1", t.name, t.key)
@@ -251,25 +262,44 @@ where
         {
             return row.try_get::<i64, _>(0).map_err(db_error);
         }
-        // Records are never deleted, so a row present now was present at the update.
+        Err(Self::missed::<R>(conn, record.key()).await)
+    }
+
+    /// Why a compare-and-swap on `key` matched no row: [`StoreError::Conflict`] if the record
+    /// is there (at another version), [`StoreError::NotFound`] if it is not (never stored, or
+    /// deleted, which only secrets are).
+    async fn missed<R: Record>(conn: &mut DB::Connection, key: &str) -> StoreError {
         let exists = sqlx::query(&exists_sql::<R>())
-            .bind(record.key().to_owned())
+            .bind(key.to_owned())
+            .fetch_optional(&mut *conn)
+            .await;
+        let key = key.to_owned();
+        match exists {
+            Ok(Some(_)) => StoreError::Conflict {
+                kind: R::TABLE.kind,
+                key,
+            },
+            Ok(None) => StoreError::NotFound {
+                kind: R::TABLE.kind,
+                key,
+            },
+            Err(e) => db_error(e),
+        }
+    }
+
+    /// Deletes the record `key` if it is still at `expected`.
+    async fn delete<R: Record>(&self, key: &str, expected: Version) -> Result<(), StoreError> {
+        let mut conn = self.write.acquire().await.map_err(db_error)?;
+        let deleted = sqlx::query(&delete_sql::<R>())
+            .bind(key.to_owned())
+            .bind(expected)
             .fetch_optional(&mut *conn)
             .await
-            .map_err(db_error)?
-            .is_some();
-        let key = record.key().to_owned();
-        Err(if exists {
-            StoreError::Conflict {
-                kind: R::TABLE.kind,
-                key,
-            }
-        } else {
-            StoreError::NotFound {
-                kind: R::TABLE.kind,
-                key,
-            }
-        })
+            .map_err(db_error)?;
+        match deleted {
+            Some(_) => Ok(()),
+            None => Err(Self::missed::<R>(&mut conn, key).await),
+        }
     }
 
     async fn insert<R: Record>(&self, record: &R) -> Result<(), StoreError> {
@@ -795,6 +825,37 @@ where
     pub(crate) async fn update_signing_key(&self, key: &SealedKey) -> Result<(), StoreError> {
         self.overwrite(key).await
     }
+
+    pub(crate) async fn insert_secret(&self, secret: &StoredSecret) -> Result<(), StoreError> {
+        self.insert(secret).await
+    }
+
+    pub(crate) async fn secret(
+        &self,
+        name: &SecretName,
+    ) -> Result<Option<Versioned<StoredSecret>>, StoreError> {
+        self.get(name.as_str()).await
+    }
+
+    pub(crate) async fn secrets(&self) -> Result<Vec<StoredSecret>, StoreError> {
+        self.list(Vec::new()).await
+    }
+
+    pub(crate) async fn update_secret(
+        &self,
+        secret: &StoredSecret,
+        expected: Version,
+    ) -> Result<Version, StoreError> {
+        self.update(secret, expected).await
+    }
+
+    pub(crate) async fn delete_secret(
+        &self,
+        name: &SecretName,
+        expected: Version,
+    ) -> Result<(), StoreError> {
+        self.delete::<StoredSecret>(name.as_str(), expected).await
+    }
 }
 
 /// Implements [`crate::Store`], [`crate::AuditStore`] and [`rein_audit::AuditSink`] for an
@@ -1167,6 +1228,41 @@ macro_rules! delegate_store {
                 key: &rein_keys::SealedKey,
             ) -> Result<(), $crate::StoreError> {
                 self.sql.update_signing_key(key).await
+            }
+
+            async fn insert_secret(
+                &self,
+                secret: &rein_core::secret::StoredSecret,
+            ) -> Result<(), $crate::StoreError> {
+                self.sql.insert_secret(secret).await
+            }
+            async fn secret(
+                &self,
+                name: &rein_core::mcp::SecretName,
+            ) -> Result<
+                Option<$crate::Versioned<rein_core::secret::StoredSecret>>,
+                $crate::StoreError,
+            > {
+                self.sql.secret(name).await
+            }
+            async fn secrets(
+                &self,
+            ) -> Result<Vec<rein_core::secret::StoredSecret>, $crate::StoreError> {
+                self.sql.secrets().await
+            }
+            async fn update_secret(
+                &self,
+                secret: &rein_core::secret::StoredSecret,
+                expected: $crate::Version,
+            ) -> Result<$crate::Version, $crate::StoreError> {
+                self.sql.update_secret(secret, expected).await
+            }
+            async fn delete_secret(
+                &self,
+                name: &rein_core::mcp::SecretName,
+                expected: $crate::Version,
+            ) -> Result<(), $crate::StoreError> {
+                self.sql.delete_secret(name, expected).await
             }
         }
 

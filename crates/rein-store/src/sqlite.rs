@@ -81,6 +81,9 @@ async fn pools(path: &Path, migrator: &Migrator) -> Result<Pools<Sqlite>, StoreE
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
+        // Deleted rows (a deleted secret's ciphertext) are overwritten with zeros, not left in
+        // free pages.
+        .pragma("secure_delete", "on")
         .busy_timeout(BUSY_TIMEOUT);
     let cannot_open = |e: sqlx::Error| {
         StoreError::Database(format!(

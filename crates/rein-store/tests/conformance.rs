@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use rein_core::agent::{AccountableRoles, Agent, AgentStatus, Budgets};
 use rein_core::grant::{Approval, ApprovalRole, Grant, GrantStatus};
 use rein_core::id::{AgentId, GrantId, TeamName};
+use rein_core::secret::StoredSecret;
 use rein_core::system::{ActionClass, ActionSpec, Classification, System};
 use rein_core::team::Team;
 use rein_core::user::{ApiToken, Role, User};
@@ -219,6 +220,7 @@ conformance!(
     a_batch_is_written_whole_or_not_at_all,
     registry_state_holds_every_record_with_its_version,
     reviews_open_whole_and_change_by_compare_and_swap,
+    secrets_insert_read_list_rotate_delete,
 );
 
 /// The audit log's storage and the signing keys.
@@ -417,7 +419,81 @@ fn assert_kind_key(result: StoreError, expected: &str, kind: &str, key: &str) {
     assert_eq!((variant, k, found_key), (expected, kind, key), "{result}");
 }
 
+fn secret(n: &str, sealed: &[u8]) -> StoredSecret {
+    StoredSecret::new(name(n), sealed.to_vec(), name("alice"), at(0))
+}
+
 // === conformance tests ===
+
+async fn secrets_insert_read_list_rotate_delete(h: &mut Harness) {
+    let s = &h.store;
+    let db = secret("db-pass", &[1, 2, 3]);
+    s.insert_secret(&db).await.unwrap();
+    s.insert_secret(&secret("api-key", &[9])).await.unwrap();
+    assert_kind_key(
+        s.insert_secret(&db).await.unwrap_err(),
+        "already exists",
+        "secret",
+        "db-pass",
+    );
+    let read = s.secret(&name("db-pass")).await.unwrap().unwrap();
+    assert_eq!((read.value.clone(), read.version), (db.clone(), 1));
+    let names: Vec<String> = s
+        .secrets()
+        .await
+        .unwrap()
+        .iter()
+        .map(|x| x.name.to_string())
+        .collect();
+    assert_eq!(names, ["api-key", "db-pass"]);
+
+    let mut rotated = db.clone();
+    rotated.rotate(vec![4, 5], name("bob"), at(1)).unwrap();
+    assert_eq!(s.update_secret(&rotated, 1).await.unwrap(), 2);
+    assert_kind_key(
+        s.update_secret(&rotated, 1).await.unwrap_err(),
+        "conflict",
+        "secret",
+        "db-pass",
+    );
+    let read = s.secret(&name("db-pass")).await.unwrap().unwrap();
+    assert_eq!(
+        (read.value.sealed.as_slice(), read.value.version),
+        (&[4u8, 5][..], 2)
+    );
+
+    // Deleting is a compare-and-swap too; then the row, ciphertext and all, is gone for good.
+    assert_kind_key(
+        s.delete_secret(&name("db-pass"), 1).await.unwrap_err(),
+        "conflict",
+        "secret",
+        "db-pass",
+    );
+    s.delete_secret(&name("db-pass"), 2).await.unwrap();
+    assert_eq!(s.secret(&name("db-pass")).await.unwrap(), None);
+    assert_kind_key(
+        s.delete_secret(&name("db-pass"), 2).await.unwrap_err(),
+        "not found",
+        "secret",
+        "db-pass",
+    );
+    assert_kind_key(
+        s.update_secret(&rotated, 2).await.unwrap_err(),
+        "not found",
+        "secret",
+        "db-pass",
+    );
+    h.reopen().await;
+    let s = &h.store;
+    assert_eq!(s.secret(&name("db-pass")).await.unwrap(), None);
+    assert_eq!(s.secrets().await.unwrap(), vec![secret("api-key", &[9])]);
+    // A name freed by a deletion can be set again, from version 1.
+    s.insert_secret(&db).await.unwrap();
+    assert_eq!(
+        s.secret(&name("db-pass")).await.unwrap().unwrap().version,
+        1
+    );
+}
 
 async fn ping_answers(h: &mut Harness) {
     h.store.ping().await.unwrap();

@@ -236,6 +236,7 @@ async fn load(
     let init = data_dir::initialise(dir.path(), None, Overrides::default()).await?;
     let registry = init.registry;
     let admin = registry.actor(&ADMIN_USER.parse()?).await?;
+    stand_in_secrets(&registry, &admin, dir.path(), set).await?;
     let (loaded, refused) = governance::load_all(&registry, &admin, set).await;
     let refused = refused
         .iter()
@@ -251,6 +252,35 @@ async fn load(
         config.protected_environments.clone(),
     );
     Ok((loaded, registry.now(), environments, refused))
+}
+
+/// Sets a stand-in value for every secret the set's systems reference: the server's secrets are
+/// not known offline (and must never be), so a reference is taken as satisfied here; `rein plan`
+/// checks it against the server.
+async fn stand_in_secrets(
+    registry: &rein_registry::Registry,
+    admin: &rein_core::authz::Actor,
+    dir: &Path,
+    set: &GovernanceSet,
+) -> anyhow::Result<()> {
+    let names: std::collections::BTreeSet<&rein_core::mcp::SecretName> = set
+        .systems
+        .iter()
+        .filter_map(|s| s.mcp.as_ref())
+        .flat_map(rein_core::mcp::McpUpstream::secrets)
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    let master = data_dir::check(dir)?;
+    for name in names {
+        let stand_in = rein_keys::SecretValue::from(b"rein-check stand-in".to_vec());
+        registry
+            .set_secret(admin, name, stand_in, &master)
+            .await
+            .with_context(|| format!("standing in for secret `{name}`"))?;
+    }
+    Ok(())
 }
 
 /// The guardrails of `dir`, or every error as `file:line:column: message`. Fails only when the

@@ -26,6 +26,7 @@ pub mod policy;
 pub mod posture;
 pub mod review;
 pub mod revoke;
+pub mod secret;
 pub mod server;
 pub mod system;
 pub mod team;

@@ -224,7 +224,10 @@ async fn serve(
     let pdp = Pdp::start(registry, Some(policies.clone()))
         .await
         .context("starting the decision point")?;
-    let issuer = Issuer::open(pdp.registry(), master, &public_url)
+    // One master key for the token issuer, the API (sealing secrets) and, with the gateway,
+    // opening them.
+    let master = Arc::new(master);
+    let issuer = Issuer::open(pdp.registry(), Arc::clone(&master), &public_url)
         .await
         .context("opening the token signing key")?;
     tracing::info!(issuer = %issuer.issuer(), "token endpoint ready");
@@ -262,11 +265,14 @@ async fn serve(
     let gateway = rein_gateway::Gateway::new(
         Arc::clone(&pdp),
         Arc::clone(&issuer),
-        Arc::new(rein_gateway::NoSecrets),
+        Arc::new(rein_server::StoredSecrets::new(
+            pdp.registry().clone(),
+            Arc::clone(&master),
+        )),
         settings.gateway.clone(),
     );
     let follow = gateway.follow_revocations();
-    let state = rein_server::AppState::new(pdp, issuer).with_gateway(gateway);
+    let state = rein_server::AppState::new(pdp, issuer, master).with_gateway(gateway);
     let served = rein_server::serve(listener, state, shutdown_signal()).await;
     sweeper.abort();
     refresher.abort();

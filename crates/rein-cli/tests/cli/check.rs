@@ -127,6 +127,30 @@ fn a_grant_for_an_undeclared_agent_fails_at_its_line() {
     assert_fails_at(&out, &format!("{}:3: ", file.display()), "ghost");
 }
 
+/// The server's secrets are unknown offline: a system's reference to one is accepted by `rein
+/// check` (and checked against the server by `rein plan`), a literal credential is not.
+#[test]
+fn mcp_systems_reference_secrets_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let system = |value: &str| {
+        format!(
+            "kind: System\nspec:\n  name: billing-mcp\n  environment: prod\n  owner_team: payments\n  \
+             mcp:\n    transport: stdio\n    command: billing-mcp\n    env:\n      BILLING_API_KEY: {value}\n"
+        )
+    };
+    let dir = set_with(tmp.path(), &system("{secret: billing-api-key}"));
+    let out = check(tmp.path(), &[dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let dir = set_with(tmp.path(), &system("sk-live-abcdef0123456789"));
+    let out = check(tmp.path(), &[dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        !stderr(&out).contains("sk-live-abcdef0123456789"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn unknown_fields_and_invalid_yaml_fail_at_their_line() {
     let tmp = tempfile::tempdir().unwrap();

@@ -50,7 +50,7 @@ fn request(server: &Server, key: &Path, scope: &str, extra: &[&str]) -> Output {
 }
 
 /// Runs `rein` with `stdin` as its standard input.
-fn with_stdin(cmd: &mut Command, stdin: &str) -> Output {
+pub(super) fn with_stdin(cmd: &mut Command, stdin: &str) -> Output {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

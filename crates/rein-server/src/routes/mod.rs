@@ -20,6 +20,7 @@ pub(crate) mod oauth;
 pub(crate) mod posture;
 pub(crate) mod reviews;
 pub(crate) mod revocations;
+pub(crate) mod secrets;
 pub(crate) mod systems;
 pub(crate) mod teams;
 pub(crate) mod users;

@@ -595,3 +595,102 @@ async fn a_lost_stream_resumes_after_its_last_event_and_sessions_end_on_delete()
     let _ = http_upstream.child.kill().await;
     w.srv.cleanup().await;
 }
+
+/// Every audit record, as JSON text.
+async fn whole_audit_log(srv: &Server) -> String {
+    let mut all = String::new();
+    let mut after = 0u64;
+    loop {
+        let page = srv
+            .get(&srv.admin, &format!("/v1/audit?limit=1000&after={after}"))
+            .await
+            .ok(200);
+        let records = page["records"].as_array().unwrap();
+        all.push_str(&page.to_string());
+        match records.last() {
+            Some(r) if records.len() == 1000 => after = r["seq"].as_u64().unwrap(),
+            _ => return all,
+        }
+    }
+}
+
+#[tokio::test]
+async fn upstream_secrets_are_injected_and_appear_nowhere_else() {
+    use sha2::Digest as _;
+    require_sdk();
+    let digest = |s: &str| hex::encode(sha2::Sha256::digest(s.as_bytes()));
+    for backend in backends() {
+        let Some(w) = World::new(&backend).await else {
+            continue;
+        };
+        let srv = &w.srv;
+        let api_key = format!("sk-upstream-{:032x}", rand::random::<u128>());
+        let bearer = format!("Bearer tok-{:032x}", rand::random::<u128>());
+        for (name, value) in [("upstream-key", &api_key), ("upstream-auth", &bearer)] {
+            srv.client
+                .put(format!("{}/v1/secrets/{name}", srv.base))
+                .bearer_auth(&srv.admin)
+                .json(&json!({"value": value}))
+                .send()
+                .await
+                .unwrap()
+                .error_for_status()
+                .unwrap();
+        }
+        let upstream_script = script("upstream.py");
+        let mut http_upstream = Proc::spawn(&[upstream_script.to_str().unwrap(), "http"]);
+        let port = http_upstream.line().await;
+        let port = port.strip_prefix("PORT=").unwrap().to_owned();
+        mcp_system(
+            srv,
+            "vault-stdio",
+            &[("digest", "read")],
+            json!({"transport": "stdio", "command": python(),
+                   "args": [upstream_script.to_str().unwrap(), "stdio"],
+                   "env": {"UPSTREAM_API_KEY": {"secret": "upstream-key"}}}),
+        )
+        .await;
+        mcp_system(
+            srv,
+            "vault-http",
+            &[("digest", "read")],
+            json!({"transport": "streamable_http",
+                   "url": format!("http://127.0.0.1:{port}/mcp"),
+                   "headers": {"Authorization": {"secret": "upstream-auth"}}}),
+        )
+        .await;
+        let key = AgentKey::register(srv, &w.alice, PROD_AGENT_PATH).await;
+        let mut seen = String::new();
+        for (system, expected) in [("vault-stdio", &api_key), ("vault-http", &bearer)] {
+            grant(&w, system, &["digest"]).await;
+            let token = token(&w, &key, system, "digest", "task-s").await;
+            let mut a = agent(
+                srv,
+                system,
+                &token,
+                json!([{"op": "call", "name": "digest", "arguments": {}}]),
+            )
+            .await;
+            let result = a.result().await;
+            // The upstream got the secret (its digest matches); the agent saw only the digest.
+            assert_eq!(
+                result["text"],
+                json!([digest(expected)]),
+                "{system}: {result}"
+            );
+            seen.push_str(&result.to_string());
+            assert_eq!(a.result().await["op"], "done");
+        }
+        let audit = whole_audit_log(srv).await;
+        assert!(audit.contains("gateway.call") && audit.contains("secret.set"));
+        let logs = common::logs().text();
+        for secret in [&api_key, &bearer] {
+            let bare = secret.trim_start_matches("Bearer ");
+            for (place, text) in [("audit log", &audit), ("logs", &logs), ("agent", &seen)] {
+                assert!(!text.contains(bare), "the secret is in the {place}");
+            }
+        }
+        let _ = http_upstream.child.kill().await;
+        w.srv.cleanup().await;
+    }
+}

@@ -305,6 +305,56 @@ async fn a_set_with_problems_applies_nothing_and_the_plan_names_each_document() 
     }
 }
 
+/// A system's `mcp` configuration may reference only secrets that exist: the plan names the
+/// missing one on the system's document, and once it is set the same set applies.
+#[tokio::test]
+async fn a_system_referencing_a_missing_secret_is_a_problem_of_the_plan() {
+    for backend in backends() {
+        let Some(srv) = Server::start(&backend).await else {
+            continue;
+        };
+        let mut with_mcp = set();
+        with_mcp["systems"][0]["mcp"] = json!({
+            "transport": "streamable_http", "url": "https://billing.example.com/mcp",
+            "headers": {"Authorization": {"secret": "billing-token"}},
+        });
+        let p = plan(&srv, &with_mcp).await;
+        let problems = p["problems"].as_array().unwrap();
+        assert_eq!(problems[0]["kind"], "system", "{p}");
+        assert_eq!(problems[0]["index"], 0);
+        let message = problems[0]["message"].as_str().unwrap();
+        assert!(
+            message.contains("`mcp`") && message.contains("billing-token"),
+            "{message}"
+        );
+        // The grants on it say so, and nothing else is wrong.
+        assert!(problems[1..]
+            .iter()
+            .all(|x| x["kind"] == "grant" && x["message"].as_str().unwrap().contains("not valid")));
+        srv.post(&srv.admin, "/v1/governance/apply", json!({"set": with_mcp}))
+            .await
+            .problem(422, "invalid-governance-set");
+
+        srv.call(
+            Method::PUT,
+            "/v1/secrets/billing-token",
+            Some(&srv.admin),
+            Some(&json!({"value": "Bearer token-of-the-billing-api"})),
+        )
+        .await
+        .ok(201);
+        let p = plan(&srv, &with_mcp).await;
+        assert!(p["problems"].as_array().unwrap().is_empty(), "{p}");
+        apply(&srv, &with_mcp).await;
+        let system = srv.get(&srv.admin, "/v1/systems/billing-db").await.ok(200);
+        assert_eq!(system["mcp"], with_mcp["systems"][0]["mcp"]);
+        srv.delete(&srv.admin, "/v1/secrets/billing-token")
+            .await
+            .problem(409, "in-use");
+        srv.cleanup().await;
+    }
+}
+
 #[tokio::test]
 async fn a_stale_plan_is_refused_and_nothing_is_applied() {
     for backend in backends() {

@@ -269,7 +269,7 @@ async fn token_requests_are_refused_with_the_rfc_error_codes() {
             .unwrap();
         let issuer = rein_pdp::Issuer::open(
             restarted.registry(),
-            rein_keys::MasterKey::from_bytes(srv.master_bytes),
+            std::sync::Arc::new(rein_keys::MasterKey::from_bytes(srv.master_bytes)),
             &srv.base,
         )
         .await

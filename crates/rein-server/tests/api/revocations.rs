@@ -249,7 +249,7 @@ async fn a_revocation_reaches_another_replica_at_once() {
         "read_invoices",
     );
     assert_eq!(super::oauth::token_request(srv, &once).await.status, 200);
-    let issuer = rein_pdp::Issuer::open(replica.registry(), master, &srv.base)
+    let issuer = rein_pdp::Issuer::open(replica.registry(), std::sync::Arc::new(master), &srv.base)
         .await
         .unwrap();
     let body = form_urlencoded::Serializer::new(String::new())

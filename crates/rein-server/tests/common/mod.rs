@@ -19,7 +19,9 @@ use rein_audit::{AuditSink, Checkpoint, Hash, LogConfig, Record, SinkError};
 use rein_core::agent::Agent;
 use rein_core::grant::Grant;
 use rein_core::id::{AgentId, GrantId, SystemName, TeamName, UserName};
+use rein_core::mcp::SecretName;
 use rein_core::revocation::Revocation;
+use rein_core::secret::StoredSecret;
 use rein_core::system::System;
 use rein_core::team::Team;
 use rein_core::user::{ApiToken, User};
@@ -310,6 +312,11 @@ delegate! {
         fn signing_keys(&self, purpose: KeyPurpose) -> Vec<SealedKey>;
         fn update_signing_key(&self, key: &SealedKey) -> ();
         fn registry_state(&self) -> rein_store::RegistryState;
+        fn insert_secret(&self, secret: &StoredSecret) -> ();
+        fn secret(&self, name: &SecretName) -> Option<Versioned<StoredSecret>>;
+        fn secrets(&self) -> Vec<StoredSecret>;
+        fn update_secret(&self, secret: &StoredSecret, expected: Version) -> Version;
+        fn delete_secret(&self, name: &SecretName, expected: Version) -> ();
 }
 
 impl FlakyStore {
@@ -380,6 +387,8 @@ pub struct Server {
     /// The MCP gateway it serves at `/mcp/{system}`.
     pub gateway: Arc<rein_gateway::Gateway>,
     _follow: AbortOnDrop,
+    /// The master key the server seals secrets under (for revealing them as the gateway does).
+    pub master: Arc<MasterKey>,
 }
 
 /// Stops a background task when dropped.
@@ -446,7 +455,7 @@ impl Server {
             ..LogConfig::default()
         };
         let master_bytes: [u8; 32] = rand::random();
-        let master = MasterKey::from_bytes(master_bytes);
+        let master = Arc::new(MasterKey::from_bytes(master_bytes));
         let audit = rein_registry::keys::open_audit_log(store.clone(), &master, log_config)
             .await
             .unwrap();
@@ -474,21 +483,24 @@ impl Server {
         let watch = pdp.watch_policies().unwrap();
         let upkeep = pdp.start_upkeep().await.unwrap();
         let registry = pdp.registry().clone();
-        let issuer = rein_pdp::Issuer::open(&registry, master, &format!("http://{addr}"))
+        let issuer = rein_pdp::Issuer::open(&registry, master.clone(), &format!("http://{addr}"))
             .await
             .unwrap();
         let issuer = Arc::new(issuer);
         let gateway = rein_gateway::Gateway::new(
             Arc::clone(&pdp),
             Arc::clone(&issuer),
-            Arc::new(rein_gateway::NoSecrets),
+            Arc::new(rein_server::StoredSecrets::new(
+                pdp.registry().clone(),
+                Arc::clone(&master),
+            )),
             rein_gateway::GatewayConfig::default(),
         );
         let follow = gateway.follow_revocations();
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(rein_server::serve(
             listener,
-            AppState::new(pdp, issuer).with_gateway(Arc::clone(&gateway)),
+            AppState::new(pdp, issuer, Arc::clone(&master)).with_gateway(Arc::clone(&gateway)),
             async move {
                 let _ = rx.await;
             },
@@ -509,6 +521,7 @@ impl Server {
             master_bytes,
             gateway,
             _follow: AbortOnDrop(follow),
+            master,
         })
     }
 
