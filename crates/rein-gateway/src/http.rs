@@ -190,6 +190,13 @@ impl Gateway {
         Ok(session)
     }
 
+    /// For a request within a session (`GET`, `DELETE`): origin, token and session checked.
+    fn request_session(&self, headers: &HeaderMap, system: &str) -> Result<Arc<Session>, Refused> {
+        self.check_origin(headers)?;
+        let (name, token, claims) = self.authenticate(headers, system)?;
+        self.named_session(headers, &name, &claims, &token)
+    }
+
     /// Starts a session: the upstream, then its `initialize` exchange.
     async fn initialize(
         self: &Arc<Self>,
@@ -421,14 +428,7 @@ async fn open_stream(
     Path(system): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = gateway.check_origin(&headers) {
-        return *r;
-    }
-    let (name, token, claims) = match gateway.authenticate(&headers, &system) {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
-    let session = match gateway.named_session(&headers, &name, &claims, &token) {
+    let session = match gateway.request_session(&headers, &system) {
         Ok(s) => s,
         Err(r) => return *r,
     };
@@ -458,14 +458,7 @@ async fn delete(
     Path(system): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = gateway.check_origin(&headers) {
-        return *r;
-    }
-    let (name, token, claims) = match gateway.authenticate(&headers, &system) {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
-    match gateway.named_session(&headers, &name, &claims, &token) {
+    match gateway.request_session(&headers, &system) {
         Ok(session) => {
             gateway.close(&session, "ended by the client");
             StatusCode::NO_CONTENT.into_response()

@@ -85,6 +85,15 @@ impl Proc {
     }
 }
 
+/// The SDK-built upstream serving Streamable HTTP, and its port.
+async fn http_upstream() -> (Proc, String) {
+    let upstream = script("upstream.py");
+    let mut p = Proc::spawn(&[upstream.to_str().unwrap(), "http"]);
+    let line = p.line().await;
+    let port = line.strip_prefix("PORT=").unwrap().to_owned();
+    (p, port)
+}
+
 /// The agent (Python SDK client) running `steps` against `system` with `token`.
 async fn agent(srv: &Server, system: &str, token: &str, steps: Value) -> Proc {
     let url = format!("{}/mcp/{system}", srv.base);
@@ -172,10 +181,7 @@ async fn agents_reach_mcp_servers_only_through_decisions() {
             continue;
         };
         let srv = &w.srv;
-        let upstream_script = script("upstream.py");
-        let mut http_upstream = Proc::spawn(&[upstream_script.to_str().unwrap(), "http"]);
-        let port = http_upstream.line().await;
-        let port = port.strip_prefix("PORT=").unwrap().to_owned();
+        let (mut http_upstream, port) = http_upstream().await;
 
         mcp_system(
             srv,
@@ -461,10 +467,7 @@ async fn a_lost_stream_resumes_after_its_last_event_and_sessions_end_on_delete()
     let backend = common::Backend::Sqlite;
     let w = World::new(&backend).await.unwrap();
     let srv = &w.srv;
-    let upstream_script = script("upstream.py");
-    let mut http_upstream = Proc::spawn(&[upstream_script.to_str().unwrap(), "http"]);
-    let port = http_upstream.line().await;
-    let port = port.strip_prefix("PORT=").unwrap().to_owned();
+    let (mut http_upstream, port) = http_upstream().await;
     mcp_system(
         srv,
         "tools",
@@ -637,16 +640,13 @@ async fn upstream_secrets_are_injected_and_appear_nowhere_else() {
                 .error_for_status()
                 .unwrap();
         }
-        let upstream_script = script("upstream.py");
-        let mut http_upstream = Proc::spawn(&[upstream_script.to_str().unwrap(), "http"]);
-        let port = http_upstream.line().await;
-        let port = port.strip_prefix("PORT=").unwrap().to_owned();
+        let (mut http_upstream, port) = http_upstream().await;
         mcp_system(
             srv,
             "vault-stdio",
             &[("digest", "read")],
             json!({"transport": "stdio", "command": python(),
-                   "args": [upstream_script.to_str().unwrap(), "stdio"],
+                   "args": [script("upstream.py").to_str().unwrap(), "stdio"],
                    "env": {"UPSTREAM_API_KEY": {"secret": "upstream-key"}}}),
         )
         .await;
