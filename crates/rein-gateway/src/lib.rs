@@ -160,12 +160,17 @@ impl Gateway {
     }
 
     /// Closes every session whose token stopped holding, each time the decision point's
-    /// facts change (a write on this node, another replica's announcement, a reload), and
-    /// sessions idle past the timeout. Runs until the gateway is dropped.
+    /// facts change (a write on this node, another replica's announcement, a reload) and at
+    /// least every 30 s (tokens expire), and sessions idle past the timeout. The session's
+    /// token is checked as [`Pdp::token_still_holds`] checks it (its signature was verified
+    /// when it was presented), so a check of every session is cheap. Runs until the gateway is
+    /// dropped.
     pub fn follow_revocations(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(self);
         let mut changed = self.pdp.facts().watch();
-        let tick = (self.config.idle_timeout / 4).max(Duration::from_secs(1));
+        // Also on a clock: a token expires without any write.
+        let tick =
+            (self.config.idle_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
         tokio::spawn(async move {
             loop {
                 let woke = tokio::time::timeout(tick, changed.changed()).await;
@@ -188,7 +193,9 @@ impl Gateway {
             Err(poisoned) => poisoned.into_inner().values().cloned().collect(),
         };
         for session in sessions {
-            let valid = self.verify(&session.token(), &session.system).is_some();
+            let valid = session
+                .claims()
+                .is_some_and(|c| self.pdp.token_still_holds(&c));
             if !valid {
                 self.close(&session, "access revoked");
             } else if session.idle_for() > self.config.idle_timeout {

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use axum::response::sse;
 use rein_core::id::{AgentId, SystemName};
+use rein_oauth::AccessTokenClaims;
 use serde_json::Value;
+use subtle::ConstantTimeEq as _;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -154,6 +156,14 @@ struct Streams {
     order: VecDeque<String>,
 }
 
+/// The latest token the client presented, and its claims as verified then.
+pub(crate) struct Verified {
+    /// The token.
+    pub(crate) token: String,
+    /// Its claims (signature, issuer, audience and lifetime checked).
+    pub(crate) claims: AccessTokenClaims,
+}
+
 /// A request forwarded upstream, waiting for its response.
 struct Pending {
     respond: oneshot::Sender<Value>,
@@ -170,7 +180,7 @@ pub(crate) struct Session {
     pub(crate) system: SystemName,
     /// The agent.
     pub(crate) agent: AgentId,
-    token: Mutex<String>,
+    verified: Mutex<Verified>,
     last_used: Mutex<Instant>,
     upstream: Upstream,
     pending: Mutex<HashMap<String, Pending>>,
@@ -186,8 +196,7 @@ impl Session {
     /// A session over `upstream`, routing what the upstream sends from `incoming`.
     pub(crate) fn start(
         system: SystemName,
-        agent: AgentId,
-        token: String,
+        verified: Verified,
         upstream: Upstream,
         incoming: mpsc::Receiver<Value>,
     ) -> Arc<Self> {
@@ -199,8 +208,8 @@ impl Session {
         let session = Arc::new(Self {
             id: uuid::Uuid::new_v4().simple().to_string(),
             system,
-            agent,
-            token: Mutex::new(token),
+            agent: verified.claims.sub.clone(),
+            verified: Mutex::new(verified),
             last_used: Mutex::new(Instant::now()),
             upstream,
             pending: Mutex::new(HashMap::new()),
@@ -214,16 +223,27 @@ impl Session {
         session
     }
 
-    /// The latest token the client presented.
-    pub(crate) fn token(&self) -> String {
-        self.token.lock().map(|t| t.clone()).unwrap_or_default()
+    /// The claims of the latest token the client presented.
+    pub(crate) fn claims(&self) -> Option<AccessTokenClaims> {
+        self.verified.lock().ok().map(|v| v.claims.clone())
     }
 
-    /// Notes a request with `token`: the session is in use, and checked with that token.
-    pub(crate) fn touch(&self, token: &str) {
-        if let Ok(mut t) = self.token.lock() {
-            if *t != token {
-                *t = token.to_owned();
+    /// The claims of `token` if it is the token this session last verified (compared in
+    /// constant time), so that only its expiry and the facts need checking again.
+    pub(crate) fn known_claims(&self, token: &str) -> Option<AccessTokenClaims> {
+        let v = self.verified.lock().ok()?;
+        bool::from(v.token.as_bytes().ct_eq(token.as_bytes())).then(|| v.claims.clone())
+    }
+
+    /// Notes a request with `token` (whose `claims` were just checked): the session is in use,
+    /// and from now on checked with that token.
+    pub(crate) fn touch(&self, token: &str, claims: &AccessTokenClaims) {
+        if let Ok(mut v) = self.verified.lock() {
+            if v.token != token {
+                *v = Verified {
+                    token: token.to_owned(),
+                    claims: claims.clone(),
+                };
             }
         }
         if let Ok(mut at) = self.last_used.lock() {

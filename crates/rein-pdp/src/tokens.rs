@@ -114,6 +114,46 @@ async fn load_keys(registry: &Registry, master: &MasterKey) -> Result<Keys, Erro
 }
 
 impl Pdp {
+    /// Whether the claims of an access token verified earlier (signature, issuer, audience)
+    /// still hold now: not expired, its agent active, every grant it was minted under active, no
+    /// revocation covering it. The check [`Pdp::verify_agent_token`] makes after the signature,
+    /// for callers that keep a verified token's claims (the gateway's sessions).
+    pub fn token_still_holds(&self, claims: &AccessTokenClaims) -> bool {
+        let now = self.registry.now();
+        claims.exp > now.timestamp() && self.claims_hold(claims, now)
+    }
+
+    /// The facts part: agent active, grants active, not revoked.
+    fn claims_hold(&self, c: &AccessTokenClaims, now: chrono::DateTime<chrono::Utc>) -> bool {
+        let Some(system) = c.system() else {
+            return false;
+        };
+        let Ok(lookup) = self.facts.lookup(&c.sub, &system) else {
+            return false;
+        };
+        let agent_active = lookup
+            .agent
+            .as_ref()
+            .is_some_and(|a| a.status == rein_core::agent::AgentStatus::Active);
+        let grants_active = c.grant_ids.iter().all(|id| {
+            lookup
+                .grants
+                .iter()
+                .any(|g| g.id == *id && g.status_at(now) == rein_core::grant::GrantStatus::Active)
+        });
+        let issued_at = chrono::DateTime::from_timestamp(c.iat, 0).unwrap_or_default();
+        let revoked = self
+            .facts
+            .token_revoked(TokenFacts {
+                agent: &c.sub,
+                jti: &c.jti,
+                task_id: c.task_id.as_str(),
+                issued_at,
+            })
+            .unwrap_or(true);
+        agent_active && grants_active && !revoked
+    }
+
     /// Verifies an agent's access token presented for a call on the system named by
     /// `audience` (`rein:system:<name>`): signature by a published key, `typ`, issuer, audience,
     /// lifetime; then, from the in-memory facts, that its agent is still active and every grant
@@ -126,37 +166,7 @@ impl Pdp {
         audience: &str,
     ) -> Result<AccessTokenClaims, OAuthError> {
         let now = self.registry.now();
-        let still_valid = |c: &AccessTokenClaims| -> bool {
-            let Some(system) = c.system() else {
-                return false;
-            };
-            let Ok(lookup) = self.facts.lookup(&c.sub, &system) else {
-                return false;
-            };
-            let agent_active = lookup
-                .agent
-                .as_ref()
-                .is_some_and(|a| a.status == rein_core::agent::AgentStatus::Active);
-            agent_active
-                && c.grant_ids.iter().all(|id| {
-                    lookup.grants.iter().any(|g| {
-                        g.id == *id && g.status_at(now) == rein_core::grant::GrantStatus::Active
-                    })
-                })
-        };
-        let revoked = |c: &AccessTokenClaims| {
-            let issued_at = chrono::DateTime::from_timestamp(c.iat, 0).unwrap_or_default();
-            !still_valid(c)
-                || self
-                    .facts
-                    .token_revoked(TokenFacts {
-                        agent: &c.sub,
-                        jti: &c.jti,
-                        task_id: c.task_id.as_str(),
-                        issued_at,
-                    })
-                    .unwrap_or(true)
-        };
+        let revoked = |c: &AccessTokenClaims| !self.claims_hold(c, now);
         let keys = issuer.keys.load();
         verify_access_token(
             token,
