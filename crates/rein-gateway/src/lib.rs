@@ -185,7 +185,8 @@ impl Gateway {
         })
     }
 
-    /// Closes the sessions whose access no longer holds, or that sat idle too long.
+    /// Closes the sessions whose access no longer holds, or that sat idle too long, and drops
+    /// the ones that ended on their own.
     fn recheck(&self) {
         let sessions: Vec<Arc<Session>> = match self.sessions.lock() {
             Ok(s) => s.values().cloned().collect(),
@@ -193,6 +194,11 @@ impl Gateway {
             Err(poisoned) => poisoned.into_inner().values().cloned().collect(),
         };
         for session in sessions {
+            if session.closed().is_cancelled() {
+                // Ended on its own (its upstream exited): only the table still holds it.
+                self.close(&session, "ended");
+                continue;
+            }
             let valid = session
                 .claims()
                 .is_some_and(|c| self.pdp.token_still_holds(&c));

@@ -462,7 +462,7 @@ async fn next_event(
 }
 
 #[tokio::test]
-async fn a_lost_stream_resumes_after_its_last_event_and_sessions_end_on_delete() {
+async fn streams_resume_sessions_end_and_broken_upstreams_leave_nothing_open() {
     require_sdk();
     let backend = common::Backend::Sqlite;
     let w = World::new(&backend).await.unwrap();
@@ -477,13 +477,13 @@ async fn a_lost_stream_resumes_after_its_last_event_and_sessions_end_on_delete()
     .await;
     grant(&w, "tools", &["slow"]).await;
     let key = AgentKey::register(srv, &w.alice, PROD_AGENT_PATH).await;
-    let token = token(&w, &key, "tools", "slow", "task-r").await;
+    let access = token(&w, &key, "tools", "slow", "task-r").await;
     let url = format!("{}/mcp/tools", srv.base);
     let post = |body: Value, session: Option<&str>| {
         let mut r = srv
             .client
             .post(&url)
-            .bearer_auth(&token)
+            .bearer_auth(&access)
             .header("accept", "application/json, text/event-stream")
             .json(&body);
         if let Some(s) = session {
@@ -536,7 +536,7 @@ async fn a_lost_stream_resumes_after_its_last_event_and_sessions_end_on_delete()
     let resumed = srv
         .client
         .get(&url)
-        .bearer_auth(&token)
+        .bearer_auth(&access)
         .header("accept", "text/event-stream")
         .header("mcp-session-id", &session)
         .header("last-event-id", &first_id)
@@ -567,7 +567,7 @@ async fn a_lost_stream_resumes_after_its_last_event_and_sessions_end_on_delete()
     let stream = || {
         srv.client
             .get(&url)
-            .bearer_auth(&token)
+            .bearer_auth(&access)
             .header("accept", "text/event-stream")
             .header("mcp-session-id", &session)
             .send()
@@ -581,7 +581,7 @@ async fn a_lost_stream_resumes_after_its_last_event_and_sessions_end_on_delete()
     let deleted = srv
         .client
         .delete(&url)
-        .bearer_auth(&token)
+        .bearer_auth(&access)
         .header("mcp-session-id", &session)
         .send()
         .await
@@ -594,6 +594,70 @@ async fn a_lost_stream_resumes_after_its_last_event_and_sessions_end_on_delete()
     .await
     .unwrap();
     assert_eq!(after.status(), 404);
+    assert_eq!(srv.gateway.session_count(), 0);
+
+    // An upstream that cannot start is a 502 with a JSON-RPC error, and leaves no session.
+    mcp_system(
+        srv,
+        "broken",
+        &[("echo", "read")],
+        json!({"transport": "stdio", "command": "/nonexistent/mcp-server"}),
+    )
+    .await;
+    grant(&w, "broken", &["echo"]).await;
+    let broken = token(&w, &key, "broken", "echo", "task-b").await;
+    let r = srv
+        .client
+        .post(format!("{}/mcp/broken", srv.base))
+        .bearer_auth(&broken)
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "1"}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot start"),
+        "{body}"
+    );
+    assert_eq!(srv.gateway.session_count(), 0);
+
+    // An upstream that dies mid-call fails the call, and its session is gone.
+    mcp_system(
+        srv,
+        "fragile",
+        &[("crash", "read")],
+        json!({"transport": "stdio", "command": python(),
+               "args": [script("upstream.py").to_str().unwrap(), "stdio"]}),
+    )
+    .await;
+    grant(&w, "fragile", &["crash"]).await;
+    let fragile = token(&w, &key, "fragile", "crash", "task-f").await;
+    let mut a = agent(
+        srv,
+        "fragile",
+        &fragile,
+        json!([{"op": "call", "name": "crash", "arguments": {}}, {"op": "list_tools"}]),
+    )
+    .await;
+    let died = a.result().await;
+    assert_eq!(died["error"]["code"], -32002, "{died}");
+    assert!(
+        died["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("upstream ended"),
+        "{died}"
+    );
+    let after = a.result().await;
+    assert!(after.get("error").is_some(), "{after}");
     assert_eq!(srv.gateway.session_count(), 0);
     let _ = http_upstream.child.kill().await;
     w.srv.cleanup().await;

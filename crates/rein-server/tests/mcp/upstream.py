@@ -6,7 +6,7 @@
 Tools: `echo` (returns its text), `digest` (SHA-256 of an environment variable or, over HTTP,
 of the Authorization header, so a test can check a secret arrived without it being shown),
 `slow` (reports progress every 50 ms for `seconds`), `ask` (asks the client's model through
-a sampling request and returns the answer), `drop_table` (a tool the system declares as
+a sampling request and returns the answer), `crash` (ends the process at once), `drop_table` (a tool the system declares as
 admin, for deny tests). A resource `note://readme` and a prompt `review`.
 """
 
@@ -58,6 +58,12 @@ async def ask(ctx: Context, question: str) -> str:
         related_request_id=ctx.request_id,
     )
     return f"the model said: {result.content.text}"
+
+
+@server.tool()
+def crash() -> str:
+    """Ends the server's process at once, as a crashing upstream would."""
+    os._exit(3)
 
 
 @server.tool()
