@@ -198,6 +198,7 @@ async fn agents_reach_mcp_servers_only_through_decisions() {
                 ("echo", "write"),
                 ("slow", "read"),
                 ("ask", "read"),
+                ("confirm", "read"),
                 ("digest", "read"),
                 ("drop_table", "admin"),
                 ("resources/read", "read"),
@@ -210,7 +211,14 @@ async fn agents_reach_mcp_servers_only_through_decisions() {
         grant(
             &w,
             "tools",
-            &["echo", "slow", "ask", "drop_table", "resources/read"],
+            &[
+                "echo",
+                "slow",
+                "ask",
+                "confirm",
+                "drop_table",
+                "resources/read",
+            ],
         )
         .await;
         let key = AgentKey::register(srv, &w.alice, PROD_AGENT_PATH).await;
@@ -292,7 +300,7 @@ async fn agents_reach_mcp_servers_only_through_decisions() {
         assert_eq!(a.result().await["op"], "done");
 
         // Streamable HTTP upstream: list filtering, allow, a guardrail's deny, resources.
-        let scope = "echo slow ask drop_table resources/read";
+        let scope = "echo slow ask confirm drop_table resources/read";
         let tools_token = token(&w, &key, "tools", scope, "task-7").await;
         let mut a = agent(
             srv,
@@ -306,6 +314,7 @@ async fn agents_reach_mcp_servers_only_through_decisions() {
                 {"op": "list_resources"},
                 {"op": "read_resource", "uri": "note://readme"},
                 {"op": "call", "name": "ask", "arguments": {"question": "why"}},
+                {"op": "call", "name": "confirm", "arguments": {"action": "rotate keys"}},
                 {"op": "call", "name": "digest", "arguments": {}},
                 {"op": "call", "name": "echo", "arguments": {"text": "risky"},
                  "meta": {"rein/risk": 90}, "progress": true},
@@ -314,7 +323,7 @@ async fn agents_reach_mcp_servers_only_through_decisions() {
         .await;
         assert_eq!(
             a.result().await["tools"],
-            json!(["ask", "drop_table", "echo", "slow"])
+            json!(["ask", "confirm", "drop_table", "echo", "slow"])
         );
         let echoed = a.result().await;
         assert_eq!(echoed["text"], json!(["hello"]), "{echoed}");
@@ -333,6 +342,13 @@ async fn agents_reach_mcp_servers_only_through_decisions() {
             json!({"op": "sampling", "question": "why"})
         );
         assert_eq!(a.result().await["text"], json!(["the model said: WHY"]));
+        // A log message and an elicitation from the upstream reach the client in order, and
+        // the user's answer goes back.
+        let log = a.result().await;
+        assert_eq!(log["op"], "log", "{log}");
+        assert_eq!(log["data"], "about to rotate keys");
+        assert_eq!(a.result().await["op"], "elicitation");
+        assert_eq!(a.result().await["text"], json!(["rotate keys: confirmed"]));
         let hidden = a.result().await;
         assert_eq!(hidden["error"]["code"], -32001, "{hidden}");
 
@@ -377,6 +393,7 @@ async fn agents_reach_mcp_servers_only_through_decisions() {
                 s("drop_table", "deny", "refused"),
                 s("resources/read", "allow", "success"),
                 s("ask", "allow", "success"),
+                s("confirm", "allow", "success"),
                 s("digest", "", "refused"),
                 s("echo", "allow", "success"),
             ]

@@ -9,6 +9,7 @@ steps and prints one JSON line per event, so the Rust test can follow (and act) 
     {"op": "list_tools", "tools": [...]}
     {"op": "progress", "message": "...", "progress": n}
     {"op": "sampling", "question": "..."}  (the upstream asked the client's model)
+    {"op": "elicitation", "message": "..."} / {"op": "log", "level": "...", "data": ...}
     {"op": "call", "is_error": false, "text": [...]}  or  {"op": "call", "error": {...}}
     {"op": "read_resource", "text": [...]} / {"op": "list_resources", "uris": [...]}
     {"op": "get_prompt", "text": [...]} / {"op": "error", "where": "...", "message": "..."}
@@ -94,6 +95,17 @@ async def sampling(context, params) -> types.CreateMessageResult:
     )
 
 
+async def elicitation(context, params) -> types.ElicitResult:
+    """The client's "user": accepts every elicitation."""
+    emit({"op": "elicitation", "message": params.message})
+    return types.ElicitResult(action="accept", content={"proceed": True})
+
+
+async def logging(params) -> None:
+    """Log messages the server sends."""
+    emit({"op": "log", "level": params.level, "data": params.data})
+
+
 async def main() -> None:
     url, token, steps = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     client = create_mcp_http_client(
@@ -103,7 +115,13 @@ async def main() -> None:
     try:
         async with client:
             async with streamable_http_client(url, http_client=client) as (read, write):
-                async with ClientSession(read, write, sampling_callback=sampling) as session:
+                async with ClientSession(
+                    read,
+                    write,
+                    sampling_callback=sampling,
+                    elicitation_callback=elicitation,
+                    logging_callback=logging,
+                ) as session:
                     init = await session.initialize()
                     emit({"op": "initialized", "protocol": init.protocol_version})
                     for s in steps:

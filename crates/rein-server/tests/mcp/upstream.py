@@ -6,7 +6,8 @@
 Tools: `echo` (returns its text), `digest` (SHA-256 of an environment variable or, over HTTP,
 of the Authorization header, so a test can check a secret arrived without it being shown),
 `slow` (reports progress every 50 ms for `seconds`), `ask` (asks the client's model through
-a sampling request and returns the answer), `crash` (ends the process at once), `drop_table` (a tool the system declares as
+a sampling request and returns the answer), `confirm` (a log message, then an
+elicitation the client answers), `crash` (ends the process at once), `drop_table` (a tool the system declares as
 admin, for deny tests). A resource `note://readme` and a prompt `review`.
 """
 
@@ -17,6 +18,7 @@ import socket
 import sys
 
 from mcp.server.mcpserver import Context, MCPServer
+from pydantic import BaseModel
 
 server = MCPServer("rein-test-upstream")
 
@@ -58,6 +60,20 @@ async def ask(ctx: Context, question: str) -> str:
         related_request_id=ctx.request_id,
     )
     return f"the model said: {result.content.text}"
+
+
+class Confirmation(BaseModel):
+    proceed: bool
+
+
+@server.tool()
+async def confirm(ctx: Context, action: str) -> str:
+    """Logs what it is about to do, asks the user to confirm (elicitation), reports the answer."""
+    await ctx.info(f"about to {action}")
+    answer = await ctx.elicit(f"Proceed with {action}?", Confirmation)
+    if answer.action == "accept" and answer.data.proceed:
+        return f"{action}: confirmed"
+    return f"{action}: not confirmed"
 
 
 @server.tool()
