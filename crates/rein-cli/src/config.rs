@@ -58,6 +58,7 @@ pub struct GatewayFileConfig {
     allowed_origins: Option<Vec<String>>,
     allowed_hosts: Option<Vec<String>>,
     max_sessions: Option<usize>,
+    max_sessions_per_agent: Option<usize>,
     idle_timeout_seconds: Option<u64>,
 }
 
@@ -67,10 +68,11 @@ impl GatewayFileConfig {
         let idle = self
             .idle_timeout_seconds
             .map_or(d.idle_timeout, Duration::from_secs);
-        if self.max_sessions == Some(0) || idle.is_zero() {
+        if self.max_sessions == Some(0) || self.max_sessions_per_agent == Some(0) || idle.is_zero()
+        {
             return Err(Local::new(
                 "invalid-config",
-                "`gateway.max_sessions` and `gateway.idle_timeout_seconds` must be positive",
+                "`gateway.max_sessions`, `gateway.max_sessions_per_agent` and `gateway.idle_timeout_seconds` must be positive",
             )
             .into());
         }
@@ -78,6 +80,9 @@ impl GatewayFileConfig {
             allowed_origins: self.allowed_origins.unwrap_or(d.allowed_origins),
             allowed_hosts: self.allowed_hosts.unwrap_or(d.allowed_hosts),
             max_sessions: self.max_sessions.unwrap_or(d.max_sessions),
+            max_sessions_per_agent: self
+                .max_sessions_per_agent
+                .unwrap_or(d.max_sessions_per_agent),
             idle_timeout: idle,
             upstream_timeout: d.upstream_timeout,
         })
@@ -494,11 +499,13 @@ pub fn template(database_url: Option<&str>) -> String {
 
 # The MCP gateway at /mcp/{system}: Origin values of browser-based clients it accepts (its own
 # origin always is), Host names it answers besides its own (e.g. a load balancer's), most
-# sessions at once (each runs its own upstream), and how long an unused session lives.
+# sessions at once, in all and per agent (each runs its own upstream), and how long an unused
+# session lives.
 # [gateway]
 # allowed_origins = ["https://agents.example.com"]
 # allowed_hosts = ["rein.internal:8470"]
 # max_sessions = 1024
+# max_sessions_per_agent = 16
 # idle_timeout_seconds = 1800
 
 # Database (REIN_DATABASE_URL, --database-url): `postgres://…` for PostgreSQL; by default the

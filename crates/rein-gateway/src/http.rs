@@ -237,6 +237,12 @@ impl Gateway {
                 "too many gateway sessions; try again later",
             );
         }
+        if self.sessions_of(&claims.sub) >= self.config.max_sessions_per_agent {
+            return refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                "this agent has as many sessions open as it may; end one (DELETE) first",
+            );
+        }
         let (upstream, incoming) = match upstream::connect(
             &config,
             self.secrets.as_ref(),

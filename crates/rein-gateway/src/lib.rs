@@ -74,6 +74,8 @@ pub struct GatewayConfig {
     pub allowed_hosts: Vec<String>,
     /// Most sessions open at once on this node; an `initialize` beyond it is refused.
     pub max_sessions: usize,
+    /// Most sessions one agent may have open at once on this node (each runs an upstream).
+    pub max_sessions_per_agent: usize,
     /// A session with no request for this long is closed and its upstream stopped.
     pub idle_timeout: Duration,
     /// How long to wait for an upstream to answer one request.
@@ -86,6 +88,7 @@ impl Default for GatewayConfig {
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
             max_sessions: 1024,
+            max_sessions_per_agent: 16,
             idle_timeout: Duration::from_secs(30 * 60),
             upstream_timeout: Duration::from_secs(300),
         }
@@ -145,6 +148,18 @@ impl Gateway {
     /// How many sessions are open.
     pub fn session_count(&self) -> usize {
         self.sessions.lock().map(|s| s.len()).unwrap_or_default()
+    }
+
+    /// How many sessions `agent` has open.
+    fn sessions_of(&self, agent: &rein_core::id::AgentId) -> usize {
+        self.sessions
+            .lock()
+            .map(|s| {
+                s.values()
+                    .filter(|x| x.agent == *agent && !x.closed().is_cancelled())
+                    .count()
+            })
+            .unwrap_or(usize::MAX)
     }
 
     /// The token audience of `system`'s endpoint.

@@ -594,6 +594,34 @@ async fn streams_resume_sessions_end_and_broken_upstreams_leave_nothing_open() {
     assert_eq!(stream().await.unwrap().status(), 409);
     drop(first_reader);
 
+    // One agent holds at most 16 sessions at once (each runs an upstream): the 17th waits.
+    let init = || {
+        post(
+            json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {},
+                "clientInfo": {"name": "raw", "version": "1"}}}),
+            None,
+        )
+    };
+    let mut more = Vec::new();
+    for _ in 1..16 {
+        let r = init().await.unwrap();
+        assert_eq!(r.status(), 200);
+        more.push(r.headers()["mcp-session-id"].to_str().unwrap().to_owned());
+    }
+    assert_eq!(init().await.unwrap().status(), 429);
+    for id in &more {
+        let r = srv
+            .client
+            .delete(&url)
+            .bearer_auth(&access)
+            .header("mcp-session-id", id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+
     // Ended by the client: the session is gone.
     let deleted = srv
         .client
