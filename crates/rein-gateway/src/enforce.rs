@@ -73,7 +73,7 @@ impl Call {
     }
 
     async fn respond(&self) -> Option<Value> {
-        let params = self.message.get("params").cloned().unwrap_or(Value::Null);
+        let params = self.message.get("params").unwrap_or(&Value::Null);
         match self.method.as_str() {
             "tools/list" => {
                 let mut response = self.forward(self.message.clone()).await?;
@@ -106,10 +106,10 @@ impl Call {
                 };
                 Some(json!({"jsonrpc": "2.0", "id": self.id, "result": {key: []}}))
             }
-            method => match governed(method, &params) {
+            method => match governed(method, params) {
                 None => self.forward(self.message.clone()).await,
                 Some(Err(why)) => Some(jsonrpc::error(&self.id, code::INVALID_PARAMS, &why, None)),
-                Some(Ok(action)) => self.decided(action, &params).await,
+                Some(Ok(action)) => self.decided(action, params).await,
             },
         }
     }
@@ -126,12 +126,7 @@ impl Call {
             Ok(Some(response)) => Some(response),
             Ok(None) if self.session.closed().is_cancelled() => Some(self.closed_error()),
             Ok(None) => None,
-            Err(crate::Error::Closed(why)) => Some(jsonrpc::error(
-                &self.id,
-                code::SESSION_CLOSED,
-                &format!("the session was closed: {why}"),
-                None,
-            )),
+            Err(crate::Error::Closed(_)) => Some(self.closed_error()),
             Err(e) => Some(jsonrpc::error(
                 &self.id,
                 code::INTERNAL,

@@ -40,6 +40,15 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .with_state(gateway)
 }
 
+/// Who is calling: the system, the bearer token, its claims, and the open session of that
+/// system the request names, if any.
+struct Caller {
+    system: SystemName,
+    token: String,
+    claims: AccessTokenClaims,
+    session: Option<Arc<Session>>,
+}
+
 /// A refusal on its way out (boxed: a response is large).
 type Refused = Box<Response>;
 
@@ -136,12 +145,9 @@ impl Gateway {
         Ok(())
     }
 
-    /// The bearer token and its verified claims for `system`, or the `401` to answer.
-    fn authenticate(
-        &self,
-        headers: &HeaderMap,
-        system: &str,
-    ) -> Result<(SystemName, String, AccessTokenClaims), Refused> {
+    /// The bearer token, its verified claims for `system` and the open session the request
+    /// names (if any), or the `401` to answer.
+    fn authenticate(&self, headers: &HeaderMap, system: &str) -> Result<Caller, Refused> {
         let Ok(name) = system.parse::<SystemName>() else {
             return Err(refused(StatusCode::NOT_FOUND, "no such MCP system"));
         };
@@ -158,55 +164,54 @@ impl Gateway {
         };
         // The token a session verified last needs only its expiry and the facts checked
         // again: its signature, issuer and audience cannot have changed.
-        let known = headers
+        let session = headers
             .get(SESSION)
             .and_then(|h| h.to_str().ok())
             .and_then(|id| self.session(id))
-            .filter(|s| s.system == name)
-            .and_then(|s| s.known_claims(token));
-        let claims = match known {
+            .filter(|s| s.system == name);
+        let claims = match session.as_ref().and_then(|s| s.known_claims(token)) {
             Some(c) => self.pdp.token_still_holds(&c).then_some(c),
             None => self.verify(token, &name),
         };
         match claims {
-            Some(claims) => Ok((name, token.to_owned(), claims)),
+            Some(claims) => Ok(Caller {
+                system: name,
+                token: token.to_owned(),
+                claims,
+                session,
+            }),
             None => Err(Box::new(self.unauthorized(system, true))),
         }
     }
 
-    /// The session the request names, checked against the token's agent.
-    fn named_session(
-        &self,
-        headers: &HeaderMap,
-        system: &SystemName,
-        claims: &AccessTokenClaims,
-        token: &str,
-    ) -> Result<Arc<Session>, Refused> {
-        let Some(id) = headers.get(SESSION).and_then(|h| h.to_str().ok()) else {
+    /// For a request within a session: the session the request names, checked against the
+    /// token's agent.
+    fn named_session(&self, headers: &HeaderMap, caller: &Caller) -> Result<Arc<Session>, Refused> {
+        if !headers.contains_key(SESSION) {
             return Err(refused(
                 StatusCode::BAD_REQUEST,
                 "missing Mcp-Session-Id: send `initialize` first",
             ));
-        };
-        let session = self
-            .session(id)
-            .filter(|s| !s.closed().is_cancelled() && s.system == *system)
+        }
+        let session = caller
+            .session
+            .clone()
             .ok_or_else(|| refused(StatusCode::NOT_FOUND, "no such session: initialize again"))?;
-        if session.agent != claims.sub {
+        if session.agent != caller.claims.sub {
             return Err(refused(
                 StatusCode::FORBIDDEN,
                 "the session belongs to another agent",
             ));
         }
-        session.touch(token, claims);
+        session.touch(&caller.token, &caller.claims);
         Ok(session)
     }
 
     /// For a request within a session (`GET`, `DELETE`): origin, token and session checked.
     fn request_session(&self, headers: &HeaderMap, system: &str) -> Result<Arc<Session>, Refused> {
         self.check_origin(headers)?;
-        let (name, token, claims) = self.authenticate(headers, system)?;
-        self.named_session(headers, &name, &claims, &token)
+        let caller = self.authenticate(headers, system)?;
+        self.named_session(headers, &caller)
     }
 
     /// Starts a session: the upstream, then its `initialize` exchange.
@@ -367,7 +372,7 @@ async fn post(
     if let Err(r) = gateway.check_origin(&headers) {
         return *r;
     }
-    let (name, token, claims) = match gateway.authenticate(&headers, &system) {
+    let caller = match gateway.authenticate(&headers, &system) {
         Ok(a) => a,
         Err(r) => return *r,
     };
@@ -394,11 +399,17 @@ async fn post(
                 );
             }
             return gateway
-                .initialize(name, token, claims, id.clone(), message)
+                .initialize(
+                    caller.system,
+                    caller.token,
+                    caller.claims,
+                    id.clone(),
+                    message,
+                )
                 .await;
         }
     }
-    let session = match gateway.named_session(&headers, &name, &claims, &token) {
+    let session = match gateway.named_session(&headers, &caller) {
         Ok(s) => s,
         Err(r) => return *r,
     };
@@ -410,7 +421,7 @@ async fn post(
             let call = Call {
                 gateway: Arc::clone(&gateway),
                 session: Arc::clone(&session),
-                claims,
+                claims: caller.claims,
                 id,
                 method,
                 message,
