@@ -36,6 +36,20 @@ pub(crate) struct Call {
     pub(crate) started: Instant,
 }
 
+/// The client's requests that pass through undecided: they read nothing an agent is not
+/// granted (lists are filtered or gated above) and change nothing upstream. Any other method
+/// that is not governed is refused: a request the gateway cannot classify is not forwarded.
+const PASS_THROUGH: &[&str] = &[
+    "ping",
+    "completion/complete",
+    "logging/setLevel",
+    "resources/unsubscribe",
+    "tasks/get",
+    "tasks/list",
+    "tasks/result",
+    "tasks/cancel",
+];
+
 /// The action a request is decided as, if it is governed.
 fn governed(method: &str, params: &Value) -> Option<Result<ActionName, String>> {
     let action = match method {
@@ -107,7 +121,13 @@ impl Call {
                 Some(json!({"jsonrpc": "2.0", "id": self.id, "result": {key: []}}))
             }
             method => match governed(method, params) {
-                None => self.forward(self.message.clone()).await,
+                None if PASS_THROUGH.contains(&method) => self.forward(self.message.clone()).await,
+                None => Some(jsonrpc::error(
+                    &self.id,
+                    code::METHOD_NOT_FOUND,
+                    &format!("`{method}` is not an MCP method the gateway forwards"),
+                    None,
+                )),
                 Some(Err(why)) => Some(jsonrpc::error(&self.id, code::INVALID_PARAMS, &why, None)),
                 Some(Ok(action)) => self.decided(action, params).await,
             },

@@ -7,6 +7,8 @@ use serde_json::{json, Value};
 pub(crate) mod code {
     /// The request is not a valid JSON-RPC request.
     pub(crate) const INVALID_REQUEST: i64 = -32600;
+    /// The method is not one the gateway forwards.
+    pub(crate) const METHOD_NOT_FOUND: i64 = -32601;
     /// Invalid parameters.
     pub(crate) const INVALID_PARAMS: i64 = -32602;
     /// An internal error (the upstream failed, a record could not be written).

@@ -531,6 +531,27 @@ async fn streams_resume_sessions_end_and_broken_upstreams_leave_nothing_open() {
     .unwrap();
     assert_eq!(done.status(), 202);
 
+    // A method the gateway does not know is not forwarded (it could not be governed).
+    let unknown = post(
+        json!({"jsonrpc": "2.0", "id": 9, "method": "admin/drop_everything", "params": {}}),
+        Some(&session),
+    )
+    .await
+    .unwrap();
+    let mut body = unknown.bytes_stream();
+    let (_, refused) = next_event(&mut body, &mut String::new()).await.unwrap();
+    assert_eq!(refused["id"], 9);
+    assert_eq!(refused["error"]["code"], -32601, "{refused}");
+    let ping = post(
+        json!({"jsonrpc": "2.0", "id": 10, "method": "ping"}),
+        Some(&session),
+    )
+    .await
+    .unwrap();
+    let mut body = ping.bytes_stream();
+    let (_, pong) = next_event(&mut body, &mut String::new()).await.unwrap();
+    assert_eq!(pong, json!({"jsonrpc": "2.0", "id": 10, "result": {}}));
+
     // A call's stream is read for one event, then the connection is lost.
     let call = post(
         json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
