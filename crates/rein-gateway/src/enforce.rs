@@ -175,10 +175,12 @@ impl Call {
             intent: hint("intent").and_then(Value::as_str).map(str::to_owned),
             risk: hint("risk").and_then(Value::as_i64),
             confidence: hint("confidence").and_then(Value::as_f64),
-            arguments: params
-                .get("arguments")
-                .or_else(|| params.get("uri").map(|_| params))
-                .cloned(),
+            // A tool's or prompt's arguments; a resource's URI. Never `_meta`: it carries the
+            // hints above and a per-request progress token, not the call's arguments.
+            arguments: match params.get("arguments") {
+                Some(arguments) => Some(arguments.clone()),
+                None => params.get("uri").map(|uri| json!({"uri": uri})),
+            },
             approval_id,
         }
     }
